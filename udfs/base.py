@@ -1,0 +1,96 @@
+"""The contract every UDF follows: pure per-row functions, errors as data, per-thread model cache.
+
+A UDF module exposes a pure function over one input row (a dict) that returns one output dict
+(or a list of them for one-to-many stages) and declares its output columns as Spark SQL types.
+`batch_udf` turns it into the iterator-of-pandas function that `mapInPandas` runs; any exception
+raised for a row becomes that row's `error` ("<category>: <detail>"), never a failed task.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+
+
+class StageError(Exception):
+    """A per-row failure with a short machine-friendly category (e.g. ``decode``, ``not_video``)."""
+
+    def __init__(self, category: str, detail: str) -> None:
+        super().__init__(f"{category}: {detail}")
+        self.category = category
+        self.detail = detail
+
+
+def error_text(exc: BaseException) -> str:
+    """Render an exception as the ``error`` column value: ``"<category>: <detail>"``."""
+    if isinstance(exc, StageError):
+        return f"{exc.category}: {exc.detail}"[:2000]
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {detail}"[:2000]
+
+
+def error_category(error: str | None) -> str | None:
+    """The category part of an ``error`` value (what quarantine calls the rule)."""
+    if not error:
+        return None
+    return error.split(":", 1)[0].strip() or "error"
+
+
+RowFn = Callable[[dict[str, Any]], "dict[str, Any] | list[dict[str, Any]]"]
+
+
+def batch_udf(
+    fn: RowFn,
+    columns: dict[str, str],
+    passthrough: tuple[str, ...],
+    version: int,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """Wrap a per-row function as a ``mapInPandas`` function.
+
+    ``passthrough`` input columns are copied to every output row; ``columns`` are the function's
+    outputs (missing keys become null). Adds ``error``, ``stage_version`` and ``processed_at``.
+    """
+    names = list(passthrough) + [c for c in columns if c not in passthrough]
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            rows: list[dict[str, Any]] = []
+            for rec in pdf.to_dict("records"):
+                base = {k: rec.get(k) for k in passthrough}
+                try:
+                    result = fn(rec)
+                    outs = result if isinstance(result, list) else [result]
+                    for out in outs:
+                        rows.append({**base, **out, "error": out.get("error")})
+                except Exception as exc:  # errors are data: one bad row never fails the task
+                    rows.append({**base, "error": error_text(exc)})
+            now = pd.Timestamp.now(tz="UTC")
+            frame = pd.DataFrame(rows, columns=names + ["error"])
+            frame["stage_version"] = version
+            frame["processed_at"] = now
+            yield frame
+
+    return run
+
+
+_cache = threading.local()
+
+
+def cached_model(key: tuple, factory: Callable[[], Any]) -> Any:
+    """Load a model once per worker thread (Sail runs UDFs on threads; OpenCV nets are not
+    thread-safe), keyed by e.g. ``(name, weights_path, device)``."""
+    models = getattr(_cache, "models", None)
+    if models is None:
+        models = _cache.models = {}
+    if key not in models:
+        models[key] = factory()
+    return models[key]
+
+
+def now_s() -> float:
+    """Monotonic seconds, for per-row timings columns."""
+    return time.perf_counter()
