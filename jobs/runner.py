@@ -90,7 +90,7 @@ def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
     schema = output_schema(op, inp.schema)
     ctx.lake.create(spec.output, schema)
     todo = pending_frame(ctx, spec, op, inp).orderBy(op.input_key).toPandas()
-    fn = batch_udf(op.row_fn(spec), op.columns, op.passthrough, spec.version)
+    fn = batch_udf(op.row_fn(spec), op.columns, op.passthrough, spec.version, spec.resources.processes)
     parts = spec.resources.partitions or os.cpu_count() or 1
     chunks = 0
     for start in range(0, len(todo), spec.resources.batch):

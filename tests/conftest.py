@@ -19,3 +19,46 @@ def shared_videos() -> Path:
     if not (SHARED_VIDEOS / "manifest.json").exists():
         pytest.skip(f"shared videos not found at {SHARED_VIDEOS}")
     return SHARED_VIDEOS
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One embedded Sail engine for the whole test session (a real Spark Connect server)."""
+    from jobs.engine import start_engine
+
+    eng = start_engine("local")
+    yield eng
+    eng.stop()
+
+
+def write_config(tmp: Path, lake: Path, stages: dict | None = None, name: str = "pipeline.yml") -> Path:
+    """A copy of the repo's pipeline.yml with per-stage overrides merged in (e.g. batch sizes)."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "pipeline.yml").read_text())
+    doc["lake"] = str(lake)
+    for stage, decl in (stages or {}).items():
+        for key, value in decl.items():
+            if isinstance(value, dict):
+                doc["stages"][stage].setdefault(key, {}).update(value)
+            else:
+                doc["stages"][stage][key] = value
+    path = tmp / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def make_context(engine, config: Path, sources: list[str]):
+    """A runner Context on the session engine for ``config`` with ``sources``."""
+    from jobs.config import load_config
+    from jobs.lake import Lake
+    from jobs.runner import Context
+
+    cfg = load_config(config, sources=sources)
+    return Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
+
+
+def rows(ctx, sql: str) -> list[dict]:
+    """Run SQL over the context's lake views and return plain dicts."""
+    ctx.lake.register_views([s.output for s in ctx.cfg.ordered()])
+    return [r.asDict() for r in ctx.spark.sql(sql).collect()]

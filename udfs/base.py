@@ -48,30 +48,43 @@ def batch_udf(
     columns: dict[str, str],
     passthrough: tuple[str, ...],
     version: int,
+    processes: int = 0,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Wrap a per-row function as a ``mapInPandas`` function.
 
     ``passthrough`` input columns are copied to every output row; ``columns`` are the function's
     outputs (missing keys become null). Adds ``error``, ``stage_version`` and ``processed_at``.
+    ``processes > 0`` runs the rows of each batch in a worker process pool (see ``udfs.pool``).
     """
     names = list(passthrough) + [c for c in columns if c not in passthrough]
 
+    def results(records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
+        if processes > 0:
+            from udfs.pool import map_rows
+
+            return map_rows(fn, records, processes)
+        out: list[tuple[bool, Any]] = []
+        for rec in records:
+            try:
+                out.append((True, fn(rec)))
+            except Exception as exc:  # errors are data: one bad row never fails the task
+                out.append((False, error_text(exc)))
+        return out
+
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
+            records = pdf.to_dict("records")
             rows: list[dict[str, Any]] = []
-            for rec in pdf.to_dict("records"):
+            for rec, (ok, result) in zip(records, results(records), strict=True):
                 base = {k: rec.get(k) for k in passthrough}
-                try:
-                    result = fn(rec)
-                    outs = result if isinstance(result, list) else [result]
-                    for out in outs:
-                        rows.append({**base, **out, "error": out.get("error")})
-                except Exception as exc:  # errors are data: one bad row never fails the task
-                    rows.append({**base, "error": error_text(exc)})
-            now = pd.Timestamp.now(tz="UTC")
+                if not ok:
+                    rows.append({**base, "error": result})
+                    continue
+                for out in result if isinstance(result, list) else [result]:
+                    rows.append({**base, **out, "error": out.get("error")})
             frame = pd.DataFrame(rows, columns=names + ["error"])
             frame["stage_version"] = version
-            frame["processed_at"] = now
+            frame["processed_at"] = pd.Timestamp.now(tz="UTC")
             yield frame
 
     return run

@@ -1,0 +1,129 @@
+"""End to end on the real shared videos: ingest -> probe -> split -> faces on the embedded engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import make_context, rows, write_config
+
+from jobs.runner import run_pipeline
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+
+SINGLE = ["retalking_face1", "retalking_face2", "retalking_face3_aoc", "retalking_face4", "retalking_face5",
+          "sadtalker_aoc", "lp_d11", "lp_d18", "lp_d19", "lp_d20", "lp_s32", "carphone_pristine"]
+
+
+@pytest.fixture(scope="module")
+def lake_run(engine, shared_videos: Path, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    ctx = make_context(engine, write_config(tmp, tmp / "lake"), [str(shared_videos)])
+    reports = run_pipeline(ctx, log=lambda m: None)
+    return ctx, {r.stage: r for r in reports}
+
+
+def per_file(ctx, sql: str) -> dict[str, dict]:
+    return {r["file"]: r for r in rows(ctx, sql)}
+
+
+def test_every_video_has_a_probe_row_matching_the_container(lake_run, shared_videos: Path) -> None:
+    ctx, _ = lake_run
+    manifest = {m["file"]: m for m in json.loads((shared_videos / "manifest.json").read_text())}
+    got = per_file(ctx, "SELECT regexp_extract(uri, '[^/]+$', 0) AS file, * FROM bronze_videos")
+    assert set(got) == set(manifest)
+    for name, r in got.items():
+        assert r["error"] is None, (name, r["error"])
+        assert r["sha256"] == manifest[name]["sha256"]
+        assert r["video_id"] == r["sha256"][:16]
+        cap = cv2.VideoCapture(str(shared_videos / name))
+        container_s = cap.get(cv2.CAP_PROP_FRAME_COUNT) / cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        assert abs(r["duration_s"] - container_s) < 0.1, (name, r["duration_s"], container_s)
+    assert got["lp_s13.mp4"]["width"] == 720 and got["lp_s13.mp4"]["height"] == 1080
+    assert abs(got["retalking_face1.mp4"]["fps"] - 22.1) < 0.2
+
+
+def test_bronze_files_hash_is_the_content_hash(lake_run, shared_videos: Path) -> None:
+    ctx, _ = lake_run
+    r = rows(ctx, "SELECT uri, sha256 FROM bronze_files WHERE uri LIKE '%lp_d18.mp4'")[0]
+    assert r["sha256"] == hashlib.sha256(Path(r["uri"]).read_bytes()).hexdigest()
+
+
+def test_clips_cover_videos_within_length_bounds(lake_run) -> None:
+    ctx, _ = lake_run
+    p = ctx.cfg.stages["split"].params
+    clips = rows(ctx, "SELECT c.*, v.duration_s AS video_s FROM silver_clips c JOIN bronze_videos v USING (video_id)")
+    good = [c for c in clips if c["error"] is None]
+    assert good, "no clips"
+    for c in good:
+        assert p.min_clip_s - 1e-6 <= c["duration_s"] <= p.max_clip_s + 1e-6
+        assert 0 <= c["start_s"] < c["end_s"] <= c["video_s"] + 0.05
+    assert len({c["clip_id"] for c in clips}) == len(clips)
+    hamilton = [c for c in clips if c["video_uri"].endswith("hamilton_short.mp4")]
+    assert max(c["n_shots"] for c in hamilton) > 1
+
+
+def test_face_facts_per_video(lake_run) -> None:
+    ctx, _ = lake_run
+    got = per_file(ctx, """
+        SELECT regexp_extract(c.video_uri, '[^/]+$', 0) AS file, max(f.faces_max) AS faces_max,
+               min(f.n_tracks) AS min_tracks, max(f.n_tracks) AS max_tracks, min(f.face_frac) AS face_frac,
+               count(*) AS clips, count(f.error) AS errors
+        FROM silver_faces f JOIN silver_clips c USING (clip_id)
+        GROUP BY c.video_uri""")
+    for name in SINGLE:
+        r = got[f"{name}.mp4"]
+        assert r["errors"] == 0
+        assert r["min_tracks"] == 1 and r["max_tracks"] == 1, (name, r)
+        assert r["face_frac"] >= 0.9, (name, r)
+    assert got["hamilton_short.mp4"]["faces_max"] >= 2
+    assert got["facenet_crowd_1080p.mp4"]["faces_max"] >= 4
+    for neg in ("neg_cat.mp4", "neg_paragliding.mp4"):
+        if neg in got:  # a too-short video has no clip to look at
+            assert got[neg]["faces_max"] == 0, (neg, got[neg])
+
+
+def test_main_track_geometry_in_source_pixels(lake_run) -> None:
+    ctx, _ = lake_run
+    r = rows(ctx, """SELECT f.*, v.width AS vw, v.height AS vh FROM silver_faces f
+                     JOIN bronze_videos v USING (video_id) WHERE v.uri LIKE '%lp_d18.mp4'""")[0]
+    assert len(r["track_boxes"]) == len(r["track_t"]) == r["n_samples"] > 0
+    for x, y, w, h in r["track_boxes"]:
+        assert x >= -5 and y >= -5 and x + w <= r["vw"] + 5 and y + h <= r["vh"] + 5
+    assert 60 <= r["face_px"] <= 480
+    assert all(len(lm) == 10 for lm in r["track_landmarks"])
+
+
+def test_rerun_is_a_no_op(lake_run) -> None:
+    ctx, first = lake_run
+    before = {s.output: ctx.lake.version(s.output) for s in ctx.cfg.ordered()}
+    again = run_pipeline(ctx, log=lambda m: None)
+    assert [r.pending for r in again] == [0, 0, 0, 0]
+    assert {s.output: ctx.lake.version(s.output) for s in ctx.cfg.ordered()} == before
+    runs = rows(ctx, "SELECT stage, pending, input_version, output_version FROM meta_runs")
+    assert len(runs) == 8 and {r["stage"] for r in runs} == set(first)
+
+
+def test_quarantine_mirrors_every_error_row(lake_run) -> None:
+    ctx, _ = lake_run
+    errs = rows(ctx, "SELECT clip_id, error FROM silver_clips WHERE error IS NOT NULL")
+    q = rows(ctx, "SELECT * FROM quarantine WHERE stage = 'split'")
+    assert {e["clip_id"] for e in errs} == {r["clip_id"] for r in q}
+    for r in q:
+        if r["rule"] == "split.min_clip_s":
+            assert float(r["value"]) < float(r["threshold"])
+
+
+def test_version_bump_reprocesses_and_drops_old_rows(lake_run, tmp_path: Path) -> None:
+    ctx, _ = lake_run
+    n = rows(ctx, "SELECT count(*) AS n FROM bronze_videos")[0]["n"]
+    cfg = write_config(tmp_path, Path(ctx.cfg.lake), {"probe": {"version": 2}})
+    bumped = make_context(ctx.engine, cfg, [s.uri for s in ctx.cfg.sources])
+    reports = run_pipeline(bumped, ["probe", "split"], log=lambda m: None)
+    assert [r.pending for r in reports] == [n, 0]  # same keys downstream: nothing to redo
+    assert rows(bumped, "SELECT collect_set(stage_version) AS v, count(*) AS n FROM bronze_videos")[0] == \
+        {"v": [2], "n": n}
