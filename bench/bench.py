@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import av  # noqa: E402
-from udfs.probe import probe_video  # noqa: E402
 
 from jobs.config import load_config  # noqa: E402
 from jobs.stages import registry  # noqa: E402
 from udfs.base import batch_udf  # noqa: E402
+from udfs.probe import probe_video  # noqa: E402
 
 
 def timed(fn):

@@ -171,10 +171,11 @@ def load_config(
             params=build_params(op.params_cls, decl.get("params"), f"stage {name}"),
         )
     for spec in cfg.stages.values():
-        if spec.input and cfg.producer(spec.input) is None:
-            raise ConfigError(f"stage {spec.name}: input table {spec.input} is produced by no declared stage")
         owners = [s.name for s in cfg.stages.values() if s.output == spec.output]
         if len(owners) > 1:
             raise ConfigError(f"table {spec.output} is written by several stages: {', '.join(owners)}")
+    for spec in cfg.stages.values():
+        if spec.input and cfg.producer(spec.input) is None:
+            raise ConfigError(f"stage {spec.name}: input table {spec.input} is produced by no declared stage")
     cfg.ordered()  # raises on cycles
     return cfg

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from udfs.storage import local_path
-
 from jobs.config import StageSpec
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
 from udfs.faces import FACES_COLUMNS, FacesParams, detect_clip
+from udfs.storage import local_path
 
 
 @register

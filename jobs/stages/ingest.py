@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from udfs.storage import list_videos, sha256_uri
 
 from jobs.config import ConfigError, StageSpec
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
+from udfs.storage import list_videos, sha256_uri
 
 LISTING_SCHEMA = "uri string, source string, license string, bytes long, mtime double"
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from udfs.probe import PROBE_COLUMNS, probe_video
-from udfs.storage import local_path
-
 from jobs.config import StageSpec
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
+from udfs.probe import PROBE_COLUMNS, probe_video
+from udfs.storage import local_path
 
 
 @register
