@@ -66,7 +66,7 @@ def start_engine(kind: str = "auto") -> Engine:
 
 
 def _start_sail() -> Engine:
-    os.environ.setdefault("RUST_LOG", "warn")
+    os.environ.setdefault("RUST_LOG", "error")
     if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         os.environ.setdefault("AWS_ALLOW_HTTP", "true")  # Sail's object store refuses plain HTTP otherwise
     try:

@@ -78,7 +78,8 @@ def pending_frame(ctx: Context, spec: StageSpec, op: Op, inp: Any) -> Any:
     if not ctx.lake.exists(spec.output):
         return inp
     done = ctx.lake.read(spec.output).filter(F.col("stage_version") == spec.version)
-    return inp.join(done.select(op.input_key).distinct(), op.input_key, "left_anti")
+    # a USING join moves the key first: restore the input's column order (rows are rebuilt by position)
+    return inp.join(done.select(op.input_key).distinct(), op.input_key, "left_anti").select(*inp.columns)
 
 
 def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
@@ -95,7 +96,7 @@ def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
     chunks = 0
     for start in range(0, len(todo), spec.resources.batch):
         chunk = todo.iloc[start:start + spec.resources.batch]
-        sdf = ctx.spark.createDataFrame(chunk, inp.schema).repartition(min(parts, len(chunk)))
+        sdf = ctx.spark.createDataFrame(chunk[inp.columns], inp.schema).repartition(min(parts, len(chunk)))
         ctx.lake.append(spec.output, sdf.mapInPandas(fn, schema))
         chunks += 1
         log(f"  {spec.name}: {min(start + len(chunk), len(todo))}/{len(todo)} committed")

@@ -82,12 +82,28 @@ def batch_udf(
                     continue
                 for out in result if isinstance(result, list) else [result]:
                     rows.append({**base, **out, "error": out.get("error")})
-            frame = pd.DataFrame(rows, columns=names + ["error"])
+            frame = conform(pd.DataFrame(rows, columns=names + ["error"]), columns)
             frame["stage_version"] = version
             frame["processed_at"] = pd.Timestamp.now(tz="UTC")
             yield frame
 
     return run
+
+
+_NUMERIC = {"double": "float64", "float": "float64", "int": "Int64", "bigint": "Int64", "long": "Int64",
+            "smallint": "Int64", "boolean": "boolean"}
+
+
+def conform(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """Give each declared column a dtype Arrow converts to its Spark type even when every value
+    is missing (an all-error batch has all-NaN float columns, which Arrow refuses as strings)."""
+    for name, typ in types.items():
+        col = frame[name]
+        if typ in _NUMERIC:
+            frame[name] = (col.astype("boolean") if typ == "boolean" else pd.to_numeric(col)).astype(_NUMERIC[typ])
+        else:
+            frame[name] = col.astype(object).where(col.notna(), None)
+    return frame
 
 
 _cache = threading.local()
