@@ -31,7 +31,7 @@ def engine():
     eng.stop()
 
 
-def write_config(tmp: Path, lake: Path, stages: dict | None = None, name: str = "pipeline.yml") -> Path:
+def write_config(tmp: Path, lake: Path | str, stages: dict | None = None, name: str = "pipeline.yml") -> Path:
     """A copy of the repo's pipeline.yml with per-stage overrides merged in (e.g. batch sizes)."""
     import yaml
 
