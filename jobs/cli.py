@@ -161,5 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """Console-script / Databricks wheel-task entry point: the exit status is the process's."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -40,6 +40,14 @@ def error_category(error: str | None) -> str | None:
     return error.split(":", 1)[0].strip() or "error"
 
 
+def validate(prefix: str, checks: list[tuple[bool, str]]) -> None:
+    """Raise ``ValueError("<prefix>.<message>")`` for the first failed ``(ok, message)`` check
+    (params dataclasses call it from ``__post_init__``; config loading turns it into a clear error)."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"{prefix}.{message}")
+
+
 RowFn = Callable[[dict[str, Any]], "dict[str, Any] | list[dict[str, Any]]"]
 
 

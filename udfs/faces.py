@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.base import StageError, now_s
+from udfs.base import StageError, now_s, validate
 from udfs.detectors import DETECTORS, Detections, get_detector
 from udfs.tracking import main_track, smooth_track, track_faces
 from udfs.video import fit_max_side, iter_frames
@@ -72,9 +72,7 @@ class FacesParams:
                 f"smooth_window must be an odd number >= 1, got {self.smooth_window}",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"faces.{message}")
+        validate("faces", checks)
 
 
 def _sample(path: str, start_s: float, end_s: float | None, params: FacesParams) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from udfs.base import StageError
+from udfs.base import StageError, validate
 from udfs.tracking import window_sums
 from udfs.video import iter_frames
 
@@ -50,22 +50,16 @@ class SplitParams:
     adaptive_ratio: float = 3.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 255:
-            raise ValueError(f"split.threshold must be in (0, 255], got {self.threshold}")
-        if self.min_shot_s < 0:
-            raise ValueError(f"split.min_shot_s must be >= 0, got {self.min_shot_s}")
-        if self.min_clip_s < 0:
-            raise ValueError(f"split.min_clip_s must be >= 0, got {self.min_clip_s}")
-        if self.max_clip_s <= 0 or self.max_clip_s < 2 * self.min_clip_s:
-            raise ValueError(
-                f"split.max_clip_s must be > 0 and >= 2 * min_clip_s (so long shots split into "
-                f"pieces that are all >= min_clip_s), got max_clip_s={self.max_clip_s}, "
-                f"min_clip_s={self.min_clip_s}"
-            )
-        if self.analysis_side < 8:
-            raise ValueError(f"split.analysis_side must be >= 8 pixels, got {self.analysis_side}")
-        if self.adaptive_ratio < 1:
-            raise ValueError(f"split.adaptive_ratio must be >= 1, got {self.adaptive_ratio}")
+        validate("split", [
+            (0 < self.threshold <= 255, f"threshold must be in (0, 255], got {self.threshold}"),
+            (self.min_shot_s >= 0, f"min_shot_s must be >= 0, got {self.min_shot_s}"),
+            (self.min_clip_s >= 0, f"min_clip_s must be >= 0, got {self.min_clip_s}"),
+            (self.max_clip_s > 0 and self.max_clip_s >= 2 * self.min_clip_s,
+             "max_clip_s must be > 0 and >= 2 * min_clip_s (so long shots split into pieces that are all "
+             f">= min_clip_s), got max_clip_s={self.max_clip_s}, min_clip_s={self.min_clip_s}"),
+            (self.analysis_side >= 8, f"analysis_side must be >= 8 pixels, got {self.analysis_side}"),
+            (self.adaptive_ratio >= 1, f"adaptive_ratio must be >= 1, got {self.adaptive_ratio}"),
+        ])
 
 
 def content_scores(path: str, analysis_side: int = 64) -> tuple[np.ndarray, np.ndarray, float]:
