@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 # Leave VIDEOS empty to use pipeline.yml's sources; `make demo VIDEOS=~/clips` (or s3://...) overrides.
 VIDEOS ?=
 LAKE ?= ./lake
-FACEVID := $(BIN)/facevid --config pipeline.yml --lake $(LAKE)
+FACEVID := $(BIN)/facevid
+OPTS := --config pipeline.yml --lake $(LAKE)
 
 .PHONY: install demo test lint bench clean
 
@@ -20,9 +21,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(FACEVID) run $(if $(VIDEOS),--source $(VIDEOS),)
-	$(FACEVID) status $(if $(VIDEOS),--source $(VIDEOS),)
-	$(FACEVID) sql "SELECT regexp_extract(v.uri, '[^/]+$$', 0) AS file, round(v.duration_s, 1) AS seconds, \
+	$(FACEVID) run $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
+	$(FACEVID) status $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
+	$(FACEVID) sql $(OPTS) "SELECT regexp_extract(v.uri, '[^/]+$$', 0) AS file, round(v.duration_s, 1) AS seconds, \
 	  v.width, v.height, count(f.clip_id) AS clips, max(f.faces_max) AS max_faces, \
 	  min(f.n_tracks) AS min_tracks, round(avg(f.face_px)) AS face_px, first(v.error) AS error \
 	  FROM bronze_videos v LEFT JOIN silver_faces f ON f.video_id = v.video_id \

@@ -1,66 +1,90 @@
-"""Small generated media fixtures, hostile ones included (a few KB each, written with PyAV)."""
+"""Small generated media (a few KB each, written with PyAV): synthetic scenes and hostile files.
+
+Plain functions (``make_test_video``, ``make_hostile_set``) work outside pytest too; the
+session fixture ``hostile_videos`` wraps ``make_hostile_set``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from synth_video import scene_frame, write_scenes
+from synth_video import scene_frame
+
+AUDIO_RATE = 16000
 
 
-def write_video(path: Path, frames: int, size: tuple[int, int], fps: int = 25, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", audio: bool = False) -> Path:
-    """A synthetic video (moving texture), optionally with a 440 Hz AAC track."""
+def make_test_video(path: Path, seconds: float = 4.0, fps: int = 25, size: tuple[int, int] = (160, 120),
+                    cuts: Sequence[float] = (), *, rotation: int = 0, codec: str = "libx264",
+                    pix_fmt: str = "yuv420p", audio: bool = False) -> Path:
+    """A synthetic video of ``round(seconds * fps)`` frames of ``size`` (width, height) with hard
+    scene cuts at ``cuts`` seconds: each scene has its own colour and texture plus a moving
+    square. Optional display ``rotation`` (counter-clockwise degrees) and a 440 Hz AAC track."""
+    n = max(1, round(seconds * fps))
+    cut_frames = [round(c * fps) for c in cuts]
     with av.open(str(path), "w") as out:
         video = out.add_stream(codec, rate=fps)
         video.width, video.height = size
         video.pix_fmt = pix_fmt
-        sound = out.add_stream("aac", rate=16000) if audio else None
-        for i in range(frames):
-            img = np.ascontiguousarray(_fit(scene_frame(0, i), size))
-            out.mux(video.encode(av.VideoFrame.from_ndarray(img, format="bgr24")))
+        if codec == "libx264":
+            video.options = {"crf": "28", "preset": "veryfast"}
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
+        for i in range(n):
+            scene = sum(i >= c for c in cut_frames)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(scene_frame(scene, i, size), format="bgr24")))
         out.mux(video.encode())
         if sound is not None:
-            t = np.arange(int(16000 * frames / fps)) / 16000
-            tone = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
-            for start in range(0, len(tone), 1024):
-                frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
-                frame.sample_rate = 16000
-                out.mux(sound.encode(frame))
-            out.mux(sound.encode())
+            _write_tone(out, sound, n / fps)
     return path
 
 
-def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
+def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
+    """An AAC-only MP4 (an ``.m4a`` whatever its name says)."""
+    with av.open(str(path), "w", format="mp4") as out:
+        _write_tone(out, out.add_stream("aac", rate=AUDIO_RATE, layout="mono"), seconds)
+    return path
 
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
+    t = np.arange(int(AUDIO_RATE * seconds)) / AUDIO_RATE
+    tone = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
+    for start in range(0, len(tone), 1024):
+        frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
 
 
 def make_hostile_set(folder: Path) -> dict[str, Path]:
-    """Files every stage must survive: each ends as an error row or a correct row."""
+    """Files every stage must survive, keyed by file stem; each ends as an error row
+    (zero, text, truncated, audio) or a correct row (one_frame, rotated, odd, tiny_talk)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = {
+        "one_frame": make_test_video(folder / "one_frame.mp4", seconds=1 / 25),
+        "rotated": make_test_video(folder / "rotated.mp4", seconds=1.0, size=(160, 96), rotation=90),
+        "odd": make_test_video(folder / "odd.mp4", seconds=1.0, size=(161, 97), pix_fmt="yuv444p"),
+        "audio": make_audio_only(folder / "audio.mp4"),
+        "tiny_talk": make_test_video(folder / "tiny_talk.mp4", seconds=2.0, audio=True),
         "zero": folder / "zero.mp4",
         "text": folder / "text.mp4",
         "truncated": folder / "truncated.mp4",
-        "one_frame": write_video(folder / "one_frame.mp4", 1, (160, 120)),
-        "rotated": write_scenes(folder / "rotated.mp4", [], 2.0, rotation=90),
-        "odd": write_video(folder / "odd.mp4", 25, (161, 97), pix_fmt="yuv444p"),
-        "talk": write_video(folder / "tiny_talk.mp4", 75, (160, 120), audio=True),
     }
     files["zero"].write_bytes(b"")
     files["text"].write_text("this is not a video\n" * 20)
-    whole_path = write_video(folder / "whole.mp4", 50, (160, 120))
-    whole = whole_path.read_bytes()
-    whole_path.unlink()
+    whole = make_test_video(folder / "truncated.mp4", seconds=2.0).read_bytes()
     files["truncated"].write_bytes(whole[: int(len(whole) * 0.4)])
     return files
 
 
 @pytest.fixture(scope="session")
-def hostile_videos(tmp_path_factory) -> dict[str, Path]:
+def hostile_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The hostile set in a session temp folder that holds nothing else."""
     return make_hostile_set(tmp_path_factory.mktemp("hostile"))
