@@ -113,6 +113,13 @@ def _resolve(uri: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
+def _resolve_paths(params: dict[str, Any] | None, base: Path) -> dict[str, Any] | None:
+    """Parameters named ``*_path`` (model weights) are relative to the config file, like sources."""
+    if not params:
+        return params
+    return {k: _resolve(v, base) if k.endswith("_path") and isinstance(v, str) else v for k, v in params.items()}
+
+
 def load_config(
     path: str | os.PathLike[str],
     lake: str | None = None,
@@ -168,7 +175,7 @@ def load_config(
         cfg.stages[name] = StageSpec(
             name=name, op=op_name, input=decl.get("input", op.default_input),
             output=decl.get("output", op.default_output), version=version, resources=res,
-            params=build_params(op.params_cls, decl.get("params"), f"stage {name}"),
+            params=build_params(op.params_cls, _resolve_paths(decl.get("params"), base), f"stage {name}"),
         )
     for spec in cfg.stages.values():
         owners = [s.name for s in cfg.stages.values() if s.output == spec.output]

@@ -75,3 +75,18 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
     assert err.startswith("facevid: error:") and err.count("\n") == 1
     assert main(["status", "--config", str(tmp_path / "missing.yml")]) == 2
     assert main(["run", "--config", str(REPO / "pipeline.yml"), "--stages", "nope"]) == 2
+
+
+def test_model_paths_resolve_relative_to_the_config_and_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yunet.onnx").write_bytes(b"onnx")
+    doc = base_doc()
+    doc["stages"]["faces"]["params"].update(detector="yunet", model_path="models/yunet.onnx", min_score=0.6)
+    cfg = load_config(write(tmp_path, doc))
+    assert cfg.stages["faces"].params.model_path == str(tmp_path / "models" / "yunet.onnx")
+    doc["stages"]["faces"]["params"]["model_path"] = "models/missing.onnx"
+    with pytest.raises(ConfigError, match="missing.onnx does not exist"):
+        load_config(write(tmp_path, doc))
+    doc["stages"]["faces"]["params"].pop("model_path")
+    with pytest.raises(ConfigError, match="model_path is required for detector yunet"):
+        load_config(write(tmp_path, doc))

@@ -127,3 +127,36 @@ def test_version_bump_reprocesses_and_drops_old_rows(lake_run, tmp_path: Path) -
     assert [r.pending for r in reports] == [n, 0]  # same keys downstream: nothing to redo
     assert rows(bumped, "SELECT collect_set(stage_version) AS v, count(*) AS n FROM bronze_videos")[0] == \
         {"v": [2], "n": n}
+
+
+def test_readme_sql_examples_run(lake_run) -> None:
+    ctx, _ = lake_run
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```sql", 1)[1].split("```", 1)[0]
+    queries = ["\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--")).strip()
+               for chunk in block.split(";")]
+    queries = [q for q in queries if q]
+    assert len(queries) >= 4
+    for q in queries:
+        assert isinstance(rows(ctx, q), list)
+    hours = rows(ctx, queries[0])[0]
+    assert hours["videos"] == 18 and 0.02 < hours["hours"] < 0.04
+
+
+def test_cli_sql_status_and_history(lake_run, capsys) -> None:
+    from jobs.cli import main
+
+    ctx, _ = lake_run
+    common = ["--config", str(ctx.cfg.path), "--lake", ctx.cfg.lake]
+    assert main(["sql", *common, "--format", "json",
+                 "SELECT count(*) AS n FROM bronze_videos WHERE error IS NULL"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 18}]
+    assert main(["sql", *common, "--format", "csv", "SELECT rule, count(*) AS n FROM quarantine GROUP BY rule"]) == 0
+    assert capsys.readouterr().out.startswith("rule,n\n")
+    assert main(["sql", *common, "SELECT * FROM no_such_view"]) == 2
+    assert "SQL failed" in capsys.readouterr().err
+    assert main(["status", *common, "--source", ctx.cfg.sources[0].uri]) == 0
+    status = capsys.readouterr().out
+    assert "bronze.videos" in status and "silver.faces" in status
+    assert main(["history", *common, "silver.faces", "--limit", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["operation"] in ("WRITE", "DELETE")

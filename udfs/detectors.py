@@ -62,6 +62,14 @@ class MtcnnDetector:
         return boxes, scores, lms
 
 
+def cuda_devices() -> int:
+    """CUDA devices OpenCV's DNN module can use (0 with the pip wheels, which lack CUDA)."""
+    try:
+        return int(cv2.cuda.getCudaEnabledDeviceCount())
+    except (cv2.error, AttributeError):
+        return 0
+
+
 class YunetDetector:
     """YuNet (libfacedetection) via ``cv2.FaceDetectorYN``; input size follows each image."""
 
@@ -74,7 +82,7 @@ class YunetDetector:
                 f"(got {model_path!r}; e.g. yunet_n_640_640.onnx from libfacedetection.train)"
             )
         backend, target = cv2.dnn.DNN_BACKEND_OPENCV, cv2.dnn.DNN_TARGET_CPU
-        if device.startswith("cuda") and cv2.cuda.getCudaEnabledDeviceCount() > 0:
+        if device.startswith("cuda") and cuda_devices() > 0:
             backend, target = cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
         self._net = cv2.FaceDetectorYN.create(
             str(model_path), "", (320, 320), min_score, 0.3, 5000, backend, target

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,9 @@ class FacesParams:
         checks = [
             (self.sample_fps > 0, f"sample_fps must be > 0, got {self.sample_fps}"),
             (self.detector in DETECTORS, f"detector must be one of {DETECTORS}, got {self.detector!r}"),
+            (self.detector != "yunet" or bool(self.model_path), "model_path is required for detector yunet"),
+            (not self.model_path or "://" in self.model_path or Path(self.model_path).is_file(),
+             f"model_path {self.model_path} does not exist"),
             (0 <= self.min_score <= 1, f"min_score must be in [0, 1], got {self.min_score}"),
             (self.max_side >= 32, f"max_side must be >= 32 pixels, got {self.max_side}"),
             (0 < self.iou_threshold <= 1, f"iou_threshold must be in (0, 1], got {self.iou_threshold}"),

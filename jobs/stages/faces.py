@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from jobs.config import StageSpec
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
+from udfs.detectors import cuda_devices
 from udfs.faces import FACES_COLUMNS, FacesParams, detect_clip
 from udfs.storage import local_path
 
@@ -27,6 +29,8 @@ class DetectFaces(Op):
 
     def row_fn(self, spec: StageSpec) -> RowFn:
         params = spec.params
+        if spec.resources.gpu > 0 and params.device == "cpu" and cuda_devices() > 0:
+            params = replace(params, device="cuda")  # a GPU share was declared and one is visible
 
         def faces(row: dict[str, Any]) -> dict[str, Any]:
             with local_path(row["video_uri"]) as path:

@@ -1,0 +1,39 @@
+"""Ingest: content-hash ids, duplicates under two URIs, new files picked up by the next run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make_context, rows, write_config
+
+from jobs.config import ConfigError
+from jobs.runner import run_pipeline
+
+pytestmark = [pytest.mark.spark]
+
+
+def test_duplicates_and_incremental_ingest(engine, shared_videos: Path, tmp_path: Path) -> None:
+    src = tmp_path / "videos"
+    (src / "copy").mkdir(parents=True)
+    shutil.copy(shared_videos / "lp_d18.mp4", src / "a.mp4")
+    shutil.copy(shared_videos / "lp_d18.mp4", src / "copy" / "a_again.mp4")
+    ctx = make_context(engine, write_config(tmp_path, tmp_path / "lake"), [str(src)])
+    first = run_pipeline(ctx, ["ingest", "probe"], log=lambda m: None)
+    assert [r.pending for r in first] == [2, 1]
+    files = rows(ctx, "SELECT uri, video_id FROM bronze_files")
+    assert len(files) == 2 and len({f["video_id"] for f in files}) == 1
+    videos = rows(ctx, "SELECT uri FROM bronze_videos")
+    assert [Path(v["uri"]).name for v in videos] == ["a.mp4"]  # the first URI wins
+
+    shutil.copy(shared_videos / "neg_cat.mp4", src / "new.mp4")
+    second = run_pipeline(ctx, ["ingest", "probe"], log=lambda m: None)
+    assert [r.pending for r in second] == [1, 1]
+    assert rows(ctx, "SELECT count(*) AS n FROM bronze_videos")[0]["n"] == 2
+
+
+def test_missing_source_is_a_config_error(engine, tmp_path: Path) -> None:
+    ctx = make_context(engine, write_config(tmp_path, tmp_path / "lake"), [str(tmp_path / "nowhere")])
+    with pytest.raises(ConfigError, match="no such folder"):
+        run_pipeline(ctx, ["ingest"], log=lambda m: None)
