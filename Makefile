@@ -21,9 +21,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(FACEVID) run $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
-	$(FACEVID) status $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
-	$(FACEVID) sql $(OPTS) "SELECT regexp_extract(v.uri, '[^/]+$$', 0) AS file, round(v.duration_s, 1) AS seconds, \
+	@echo "== facevid run: ingest -> probe -> split -> faces into $(LAKE)"
+	@$(FACEVID) run $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
+	@echo "== facevid status"
+	@$(FACEVID) status $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
+	@echo "== facevid sql: per video, from bronze_videos joined with silver_faces"
+	@$(FACEVID) sql $(OPTS) "SELECT regexp_extract(v.uri, '[^/]+$$', 0) AS file, round(v.duration_s, 1) AS seconds, \
 	  v.width, v.height, count(f.clip_id) AS clips, max(f.faces_max) AS max_faces, \
 	  min(f.n_tracks) AS min_tracks, round(avg(f.face_px)) AS face_px, first(v.error) AS error \
 	  FROM bronze_videos v LEFT JOIN silver_faces f ON f.video_id = v.video_id \

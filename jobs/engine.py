@@ -61,7 +61,7 @@ def start_engine(kind: str = "auto") -> Engine:
     if kind.startswith("sc://"):
         from pyspark.sql import SparkSession
 
-        return Engine(SparkSession.builder.remote(kind).getOrCreate(), "remote")
+        return Engine(SparkSession.builder.remote(kind).create(), "remote")
     raise ConfigError(f"unknown engine {kind!r}: use auto, local, spark or sc://host:port")
 
 
@@ -79,7 +79,9 @@ def _start_sail() -> Engine:
     server.start(background=True)
     host, port = server.listening_address
     try:
-        spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+        # create(), not getOrCreate(): a second engine in one process must not reuse (and later stop)
+        # the first one's session
+        spark = SparkSession.builder.remote(f"sc://{host}:{port}").create()
         spark.conf.set("spark.sql.session.timeZone", "UTC")
     except Exception:
         server.stop()

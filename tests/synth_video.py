@@ -1,7 +1,10 @@
-"""Synthetic test videos written with PyAV: scenes with hard cuts at known times."""
+"""Synthetic test videos written with PyAV (a few KB each): scenes with hard cuts at known times,
+rotation, odd sizes, audio, damaged files. Plain functions, usable outside pytest too."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import av
@@ -29,20 +32,67 @@ def scene_frame(scene: int, i: int, size: tuple[int, int] = SIZE) -> np.ndarray:
     return img
 
 
-def write_scenes(path: Path, cuts_s: list[float], duration_s: float, rotation: int = 0) -> Path:
-    """An H.264 video of ``len(cuts_s) + 1`` scenes cut at ``cuts_s`` (25 fps, 160x120)."""
-    n = round(duration_s * FPS)
-    cut_frames = [round(c * FPS) for c in cuts_s]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "g": "50"}
+AUDIO_RATE = 16000
+
+
+def make_test_video(path: Path, seconds: float = 4.0, fps: int = 25, size: tuple[int, int] = (160, 120),
+                    cuts: Sequence[float] = (), *, rotation: int = 0, codec: str = "libx264",
+                    pix_fmt: str = "yuv420p", audio: bool = False,
+                    container_options: dict[str, str] | None = None) -> Path:
+    """A synthetic video of ``round(seconds * fps)`` frames of ``size`` (width, height) with hard
+    scene cuts at ``cuts`` seconds: each scene has its own colour and texture plus a moving
+    square. Optional display ``rotation`` (counter-clockwise degrees), a 440 Hz AAC track and
+    muxer ``container_options`` (e.g. ``{"movflags": "faststart"}``)."""
+    n = max(1, round(seconds * fps))
+    cut_frames = [round(c * fps) for c in cuts]
+    with av.open(str(path), "w", options=container_options or {}) as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = pix_fmt
+        if codec == "libx264":
+            video.options = {"crf": "28", "preset": "veryfast"}
         if rotation:
-            stream.set_display_rotation(rotation)
+            video.set_display_rotation(rotation)
+        sound = _aac(out) if audio else None
         for i in range(n):
             scene = sum(i >= c for c in cut_frames)
-            frame = av.VideoFrame.from_ndarray(scene_frame(scene, i), format="bgr24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+            out.mux(video.encode(av.VideoFrame.from_ndarray(scene_frame(scene, i, size), format="bgr24")))
+        out.mux(video.encode())
+        if sound is not None:
+            _write_tone(out, sound, n / fps)
+    return path
+
+
+def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
+    """An AAC-only MP4 (an ``.m4a`` whatever its name says)."""
+    with av.open(str(path), "w", format="mp4") as out:
+        _write_tone(out, _aac(out), seconds)
+    return path
+
+
+def _aac(out: av.container.OutputContainer) -> av.AudioStream:
+    stream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+    stream.bit_rate = 16000  # keeps a second of tone at ~2 KB
+    return stream
+
+
+def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
+    t = np.arange(int(AUDIO_RATE * seconds)) / AUDIO_RATE
+    tone = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
+    for start in range(0, len(tone), 1024):
+        frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
+
+
+def make_garbled_video(path: Path) -> Path:
+    """An mp4 with an intact index (moov first) whose frame data is all 0xFF: it opens and
+    demuxes, but no frame decodes."""
+    make_test_video(path, seconds=1.0, container_options={"movflags": "faststart"})
+    data = bytearray(path.read_bytes())
+    start = data.index(b"mdat") + 4
+    data[start:] = b"\xff" * (len(data) - start)
+    path.write_bytes(bytes(data))
     return path

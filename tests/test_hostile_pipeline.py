@@ -41,7 +41,7 @@ def test_odd_rotated_and_one_frame_videos_are_correct_rows(hostile_run) -> None:
     videos = by_file(hostile_run, "bronze_videos")
     assert videos["rotated.mp4"]["error"] is None
     assert (videos["rotated.mp4"]["rotation"], videos["rotated.mp4"]["width"], videos["rotated.mp4"]["height"]) \
-        == (90, 120, 160)
+        == (90, 96, 160)
     assert (videos["odd.mp4"]["width"], videos["odd.mp4"]["height"]) == (161, 97)
     assert videos["one_frame.mp4"]["frame_count"] == 1
 

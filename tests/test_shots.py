@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synth_video import FPS, write_scenes
+from synth_video import FPS, make_test_video
 
 from udfs.shots import CLIP_COLUMNS, SplitParams, detect_shots, make_clips, split_row
 
@@ -14,7 +14,7 @@ FRAME = 1.0 / FPS
 
 @pytest.fixture(scope="module")
 def three_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_scenes(tmp_path_factory.mktemp("shots") / "three.mp4", [2.0, 5.0], 7.0)
+    return make_test_video(tmp_path_factory.mktemp("shots") / "three.mp4", 7.0, cuts=[2.0, 5.0])
 
 
 def test_hard_cuts_found_within_one_frame(three_scenes: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth_video import FPS, SIZE, write_scenes
+from synth_video import FPS, SIZE, make_test_video
 
 from udfs.base import StageError
 from udfs.video import fit_max_side, iter_frames
@@ -14,7 +14,7 @@ from udfs.video import fit_max_side, iter_frames
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_scenes(tmp_path_factory.mktemp("video") / "scenes.mp4", [2.0, 5.0], 7.0)
+    return make_test_video(tmp_path_factory.mktemp("video") / "scenes.mp4", 7.0, cuts=[2.0, 5.0])
 
 
 def test_all_frames_and_timestamps(clip: Path) -> None:
@@ -43,8 +43,8 @@ def test_downscale_and_gray(clip: Path) -> None:
 
 
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
-    plain = next(iter_frames(str(write_scenes(tmp_path / "a.mp4", [], 0.2))))[1]
-    rotated = next(iter_frames(str(write_scenes(tmp_path / "b.mp4", [], 0.2, rotation=90))))[1]
+    plain = next(iter_frames(str(make_test_video(tmp_path / "a.mp4", 0.2))))[1]
+    rotated = next(iter_frames(str(make_test_video(tmp_path / "b.mp4", 0.2, rotation=90))))[1]
     assert rotated.shape == (SIZE[0], SIZE[1], 3)  # portrait: 90 degrees counter-clockwise
     expected = np.rot90(plain.astype(np.int16))  # np.rot90 turns counter-clockwise
     assert np.abs(rotated.astype(np.int16) - expected).mean() < 2.0

@@ -62,11 +62,9 @@ def _looks_like_video_container(head: bytes) -> bool:
 
 
 def _open(path: str) -> Any:
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise StageError("missing", f"{path}: {exc.strerror or exc}") from exc
-    if size == 0:
+    if not os.path.isfile(path):
+        raise StageError("missing", f"no such file: {path}")
+    if os.path.getsize(path) == 0:
         raise StageError("empty", "file has 0 bytes")
     try:
         return av.open(path, metadata_errors="ignore")
@@ -121,10 +119,7 @@ def _timing(scan: _Scan, nominal: float | None, container_s: float | None) -> tu
     """(duration seconds, interval CV) from the packet timestamps."""
     tb = float(scan.stream.time_base or 0)
     pts = np.sort(np.asarray(scan.pts, dtype=np.float64)) * tb
-    if len(pts) and tb:
-        duration = scan.end * tb - pts[0]
-    else:
-        duration = container_s or 0.0
+    duration = scan.end * tb - pts[0] if len(pts) and tb else container_s or 0.0
     if duration <= 0 and nominal:
         duration = scan.count / nominal
     intervals = np.diff(pts)
@@ -140,7 +135,6 @@ def probe_video(path: str) -> dict[str, Any]:
             kind = "audio only" if container.streams.audio else "no audio/video streams"
             raise StageError("not_video", f"no video stream ({kind})")
         stream = container.streams.video[0]
-        stream.codec_context.thread_type = "SLICE"  # frame threading would delay the first frame
         audio = container.streams.audio[0] if container.streams.audio else None
         scan = _Scan(stream)
         try:
@@ -173,7 +167,8 @@ def probe_video(path: str) -> dict[str, Any]:
     width, height = facts["coded_width"], facts["coded_height"]
     if rotation in (90, 270):
         width, height = height, width
-    return {
+    facts["pix_fmt"] = facts["pix_fmt"] or scan.first_frame.format.name
+    row = {
         **facts,
         "duration_s": round(duration, 4),
         "fps": round(scan.count / duration, 4) if duration > 0 else nominal,
@@ -185,3 +180,4 @@ def probe_video(path: str) -> dict[str, Any]:
         "rotation": rotation,
         "bit_rate": round(scan.bytes * 8 / duration) if duration > 0 else None,
     }
+    return {name: row[name] for name in PROBE_COLUMNS}
