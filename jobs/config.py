@@ -29,7 +29,7 @@ class Resources:
     """How a stage runs: rows per atomic commit, parallel tasks per chunk, GPU share per task."""
 
     batch: int = 32
-    partitions: int = 0  # 0 = one per core of the driver machine (embedded) / default parallelism
+    partitions: int = 0  # 0 = the engine's default parallelism (cores here, the cluster's on Spark)
     gpu: float = 0.0
     processes: int = 0  # >0: run rows in a process pool inside each task (for GIL-bound work)
 

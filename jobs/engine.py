@@ -28,6 +28,16 @@ class Engine:
         """True when the engine is a JVM Spark with Delta (Databricks/classic + delta-spark)."""
         return self.kind == "spark"
 
+    @property
+    def parallelism(self) -> int:
+        """Default number of parallel tasks: the cluster's on native Spark, the cores here otherwise."""
+        if self.kind == "spark":
+            try:
+                return int(self.spark.sparkContext.defaultParallelism)
+            except Exception:  # serverless/shared clusters hide the SparkContext
+                pass
+        return os.cpu_count() or 1
+
     def stop(self) -> None:
         """Stop the session, then the embedded server (the other order hangs at exit)."""
         if self.kind == "spark":

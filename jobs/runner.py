@@ -10,7 +10,6 @@ versions it read and wrote (lineage).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -92,7 +91,7 @@ def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
     ctx.lake.create(spec.output, schema)
     todo = pending_frame(ctx, spec, op, inp).orderBy(op.input_key).toPandas()
     fn = batch_udf(op.row_fn(spec), op.columns, op.passthrough, spec.version, spec.resources.processes)
-    parts = spec.resources.partitions or os.cpu_count() or 1
+    parts = spec.resources.partitions or ctx.engine.parallelism
     chunks = 0
     for start in range(0, len(todo), spec.resources.batch):
         chunk = todo.iloc[start:start + spec.resources.batch]
