@@ -36,12 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facevid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run stages incrementally (only work not done yet at each stage version)")
+    run = sub.add_parser("run", help="run stages incrementally (only work not done yet at each stage version)",
+                         description="Run the declared stages in dependency order. Each stage processes only "
+                         "input keys without an output row at its current version, committing one Delta "
+                         "append per batch: a killed run resumes where it stopped.")
     _common(run)
     run.add_argument("--source", action="append", metavar="PATH_OR_URI",
                      help="input folder or s3:// prefix; repeatable; replaces the config's sources")
-    run.add_argument("--stages", help="comma-separated stage names (default: all, in dependency order)")
-    status = sub.add_parser("status", help="per-table rows, errors, Delta version and pending work")
+    run.add_argument("--stages", help="comma-separated stage names, e.g. ingest,probe (default: all, in dependency order)")
+    status = sub.add_parser("status", help="per-table rows, errors, Delta version and pending work",
+                            description="Per stage: output rows and error rows at the current version, input "
+                            "keys still pending, and the table's Delta version.")
     _common(status)
     status.add_argument("--source", action="append", metavar="PATH_OR_URI", help="as for run (pending ingest)")
     sql = sub.add_parser("sql", help="run SQL over the lake; tables are views named <layer>_<table>")

@@ -17,7 +17,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from jobs.config import PipelineConfig, StageSpec
+from jobs.config import ConfigError, PipelineConfig, StageSpec
 from jobs.engine import Engine
 from jobs.lake import Lake
 from jobs.stages import Op, registry
@@ -157,8 +157,15 @@ def _log_run(ctx: Context, spec: StageSpec, r: StageReport, in_version: int | No
 def run_pipeline(ctx: Context, names: list[str] | None = None, log: Any = print) -> list[StageReport]:
     """Run the declared stages (or ``names``) in dependency order."""
     ctx.run_id = ctx.run_id or uuid.uuid4().hex[:12]
+    specs = ctx.cfg.ordered(names)
+    produced = {s.output for s in specs}
+    for spec in specs:  # fail before any work when a needed input will not exist
+        if spec.input and spec.input not in produced and not ctx.lake.exists(spec.input):
+            producer = ctx.cfg.producer(spec.input)
+            raise ConfigError(f"stage {spec.name}: input table {spec.input} does not exist in {ctx.cfg.lake} yet; "
+                              f"run stage {producer.name if producer else '?'} first (or without --stages)")
     reports = []
-    for spec in ctx.cfg.ordered(names):
+    for spec in specs:
         log(f"stage {spec.name} ({spec.op} v{spec.version}) -> {spec.output}")
         reports.append(run_stage(ctx, spec, log))
     return reports

@@ -37,3 +37,10 @@ def test_missing_source_is_a_config_error(engine, tmp_path: Path) -> None:
     ctx = make_context(engine, write_config(tmp_path, tmp_path / "lake"), [str(tmp_path / "nowhere")])
     with pytest.raises(ConfigError, match="no such folder"):
         run_pipeline(ctx, ["ingest"], log=lambda m: None)
+
+
+def test_stage_whose_input_does_not_exist_yet_fails_before_work(engine, shared_videos: Path, tmp_path: Path) -> None:
+    ctx = make_context(engine, write_config(tmp_path, tmp_path / "lake"), [str(shared_videos)])
+    with pytest.raises(ConfigError, match="input table silver.clips does not exist .* run stage split first"):
+        run_pipeline(ctx, ["faces"], log=lambda m: None)
+    assert not ctx.lake.exists("silver.faces") and not ctx.lake.exists("bronze.files")
