@@ -23,6 +23,7 @@ EPILOG = """examples:
                FROM bronze_videos WHERE error IS NULL GROUP BY source"
   facevid sql --format csv "SELECT rule, count(*) FROM quarantine GROUP BY rule"
   facevid history silver.faces
+  facevid maintain --retain-hours 0                # compact every table, drop unreferenced files
 """
 
 
@@ -54,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help="SQL text, e.g. \"SELECT * FROM silver_faces LIMIT 5\"")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     sql.add_argument("--max-rows", type=int, default=1000, help="rows printed in table format (default 1000)")
+    maint = sub.add_parser("maintain", help="compact small files (OPTIMIZE) and VACUUM unreferenced ones",
+                           description="Compact each table's small files (every batch commit adds one) and "
+                           "vacuum files no version within the retention still references (delta-rs on "
+                           "paths, SQL OPTIMIZE/VACUUM on Unity Catalog).")
+    _common(maint)
+    maint.add_argument("--retain-hours", type=int, default=168,
+                       help="keep files referenced by versions younger than this (default 168 = 7 days; "
+                       "time travel to older versions stops working)")
     hist = sub.add_parser("history", help="Delta commit history of one table (e.g. silver.faces)")
     _common(hist)
     hist.add_argument("table")
@@ -150,7 +159,22 @@ def cmd_history(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "sql": cmd_sql, "history": cmd_history}
+def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import SYSTEM_TABLES
+
+    with _session(cfg) as ctx:
+        print(f"{'table':<16} {'files -':>8} {'files +':>8} {'vacuumed':>9}")
+        for table in dict.fromkeys(_tables(cfg) + list(SYSTEM_TABLES)):
+            if not ctx.lake.exists(table):
+                continue
+            metrics = ctx.lake.optimize(table)
+            removed = ctx.lake.vacuum(table, retention_hours=args.retain_hours)
+            print(f"{table:<16} {metrics.get('numFilesRemoved', '-'):>8} {metrics.get('numFilesAdded', '-'):>8} "
+                  f"{len(removed):>9}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "sql": cmd_sql, "history": cmd_history, "maintain": cmd_maintain}
 
 
 def main(argv: list[str] | None = None) -> int:

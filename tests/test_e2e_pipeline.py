@@ -160,3 +160,21 @@ def test_cli_sql_status_and_history(lake_run, capsys) -> None:
     assert "bronze.videos" in status and "silver.faces" in status
     assert main(["history", *common, "silver.faces", "--limit", "1"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["operation"] in ("WRITE", "DELETE")
+
+
+def test_maintain_compacts_and_vacuums_without_changing_data(lake_run, capsys) -> None:
+    from deltalake import DeltaTable
+
+    from jobs.cli import main
+
+    ctx, _ = lake_run
+    path = ctx.lake.location("silver.faces")
+    before_files = len(DeltaTable(path).file_uris())
+    before = sorted(r["clip_id"] for r in rows(ctx, "SELECT clip_id FROM silver_faces"))
+    assert before_files >= 2  # one file per batch commit at least
+    assert main(["maintain", "--config", str(ctx.cfg.path), "--lake", ctx.cfg.lake, "--retain-hours", "0"]) == 0
+    assert "silver.faces" in capsys.readouterr().out
+    assert len(DeltaTable(path).file_uris()) == 1
+    assert sorted(r["clip_id"] for r in rows(ctx, "SELECT clip_id FROM silver_faces")) == before
+    assert len(list(Path(path).glob("*.parquet"))) == 1  # vacuum removed the compacted-away files
+    assert ctx.lake.history("silver.faces", 1)[0]["operation"] in ("VACUUM END", "OPTIMIZE")

@@ -44,3 +44,12 @@ def test_stage_whose_input_does_not_exist_yet_fails_before_work(engine, shared_v
     with pytest.raises(ConfigError, match="input table silver.clips does not exist .* run stage split first"):
         run_pipeline(ctx, ["faces"], log=lambda m: None)
     assert not ctx.lake.exists("silver.faces") and not ctx.lake.exists("bronze.files")
+
+
+def test_cli_run_with_a_missing_source_exits_2(tmp_path: Path, capsys) -> None:
+    from jobs.cli import main
+
+    cfg = write_config(tmp_path, tmp_path / "lake")
+    assert main(["run", "--config", str(cfg), "--source", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("facevid: error: source nowhere: no such folder") and err.count("\n") == 1
