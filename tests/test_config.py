@@ -90,3 +90,10 @@ def test_model_paths_resolve_relative_to_the_config_and_must_exist(tmp_path: Pat
     doc["stages"]["faces"]["params"].pop("model_path")
     with pytest.raises(ConfigError, match="model_path is required for detector yunet"):
         load_config(write(tmp_path, doc))
+
+
+def test_unknown_engine_is_a_config_error() -> None:
+    from jobs.engine import start_engine
+
+    with pytest.raises(ConfigError, match="unknown engine 'yarn'"):
+        start_engine("yarn")

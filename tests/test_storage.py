@@ -64,7 +64,11 @@ def test_s3_list_hash_download_and_put(s3_server, shared_videos: Path, tmp_path:
     assert sha256_uri(found[0]["uri"], chunk=1 << 16) == expected
     with local_path(found[0]["uri"]) as local:
         assert local.endswith(".mp4") and Path(local).read_bytes() == src.read_bytes()
-    assert not Path(local).exists()  # the temporary download is gone
+    with local_path(found[0]["uri"]) as again:  # the next clip of the same video: no new download
+        assert again == local
+    with local_path(found[1]["uri"]) as other:  # another object replaces the thread's download
+        assert other != local and Path(other).read_bytes() == b"x"
+    assert not Path(local).exists()
     assert put_file(src, f"{bucket}/crops/a.mp4") == f"{bucket}/crops/a.mp4"
     assert sha256_uri(f"{bucket}/crops/a.mp4") == expected
 

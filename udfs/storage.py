@@ -8,6 +8,8 @@ Hidden files and folders (a path part starting with ``.``) are never listed.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import os
 import shutil
@@ -126,19 +128,46 @@ def list_videos(uri: str, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> lis
 
 @contextmanager
 def local_path(uri: str) -> Iterator[str]:
-    """A local path for reading ``uri``: the file itself when local, a temporary download (same
-    suffix, deleted on exit) for S3."""
+    """A local path for reading ``uri``: the file itself when local; for S3 a temporary download
+    (same suffix) that the thread keeps until it needs a different object, so the clips of one
+    video processed one after another download it once. Leftovers are removed at exit."""
     if not is_s3(uri):
         yield to_local(uri)
         return
-    bucket, key = split_s3(uri)
-    fd, tmp = tempfile.mkstemp(prefix="facevid-", suffix=Path(key).suffix)
-    os.close(fd)
-    try:
-        s3_client().download_file(bucket, key, tmp)
-        yield tmp
-    finally:
-        os.unlink(tmp)
+    last = getattr(_local, "download", None)
+    if last is None or last[0] != uri or not os.path.exists(last[1]):
+        if last is not None:
+            _discard(last[1])
+        bucket, key = split_s3(uri)
+        fd, tmp = tempfile.mkstemp(prefix="facevid-", suffix=Path(key).suffix)
+        os.close(fd)
+        with _downloads_lock:
+            _downloads.add(tmp)
+        try:
+            s3_client().download_file(bucket, key, tmp)
+        except BaseException:
+            _discard(tmp)
+            _local.download = None
+            raise
+        _local.download = (uri, tmp)
+    yield _local.download[1]
+
+
+_downloads: set[str] = set()
+_downloads_lock = threading.Lock()
+
+
+def _discard(path: str) -> None:
+    with _downloads_lock:
+        _downloads.discard(path)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@atexit.register
+def _cleanup_downloads() -> None:
+    for path in list(_downloads):
+        _discard(path)
 
 
 def sha256_uri(uri: str, chunk: int = 8 << 20) -> str:
