@@ -9,7 +9,7 @@ from jobs.config import StageSpec
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
 from udfs.detectors import cuda_devices
-from udfs.faces import FACES_COLUMNS, FacesParams, detect_clip
+from udfs.faces import FACES_COLUMNS, FacesParams, faces_row
 from udfs.storage import local_path
 
 
@@ -34,6 +34,6 @@ class DetectFaces(Op):
 
         def faces(row: dict[str, Any]) -> dict[str, Any]:
             with local_path(row["video_uri"]) as path:
-                return detect_clip(path, float(row["start_s"]), float(row["end_s"]), params)
+                return faces_row({**row, "uri": path}, params)
 
         return faces
