@@ -44,6 +44,17 @@ def upright(img: np.ndarray, rotation: int) -> np.ndarray:
     return img if code is None else cv2.rotate(img, code)
 
 
+def _to_array(frame: av.VideoFrame, fmt: str, max_side: int | None) -> np.ndarray:
+    """The frame as an array, downscaled (area) by libswscale during the pixel-format conversion
+    when ``max_side`` asks for it: no full-resolution BGR copy is made only to be shrunk."""
+    w, h = frame.width, frame.height
+    if not max_side or max(w, h) <= max_side:
+        return frame.to_ndarray(format=fmt)
+    scale = max_side / max(w, h)
+    return frame.to_ndarray(format=fmt, width=max(1, round(w * scale)), height=max(1, round(h * scale)),
+                            interpolation="AREA")
+
+
 def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     try:
         container = av.open(str(path))
@@ -93,8 +104,7 @@ def iter_frames(
                 break
             if every_s is not None:
                 next_t = start_s + (math.floor((t - start_s) / every_s + _EPS) + 1) * every_s
-            img = upright(frame.to_ndarray(format=fmt), frame.rotation)
-            yield t, fit_max_side(img, max_side)[0]
+            yield t, upright(_to_array(frame, fmt, max_side), frame.rotation)
     except av.FFmpegError as exc:
         raise StageError("decode", f"{path}: {exc}") from exc
     finally:
