@@ -94,9 +94,9 @@ def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     cfg.ordered(names)  # validate names before starting the engine
     with _session(cfg) as ctx:
         reports = run_pipeline(ctx, names, log=lambda m: print(m, flush=True))
-    print(f"\n{'stage':<10} {'processed':>9} {'errors':>7} {'chunks':>6} {'seconds':>8}  output version")
+    print(f"\n{'stage':<10} {'pending':>8} {'rows':>7} {'errors':>7} {'chunks':>6} {'seconds':>8}  output version")
     for r in reports:
-        print(f"{r.stage:<10} {r.processed:>9} {r.errors:>7} {r.chunks:>6} {r.seconds:>8.1f}  {r.output_version}")
+        print(f"{r.stage:<10} {r.pending:>8} {r.rows:>7} {r.errors:>7} {r.chunks:>6} {r.seconds:>8.1f}  {r.output_version}")
     return 0
 
 

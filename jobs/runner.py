@@ -24,7 +24,7 @@ from jobs.stages import Op, registry
 from udfs.base import batch_udf
 
 RUN_COLUMNS = ("run_id string, stage string, stage_version int, output string, output_version long, "
-               "input string, input_version long, pending long, processed long, errors long, chunks int, "
+               "input string, input_version long, pending long, rows long, errors long, chunks int, "
                "started_at timestamp, seconds double, engine string")
 QUARANTINE_COLUMNS = ("stage string, stage_version int, key string, video_id string, clip_id string, "
                       "rule string, value string, threshold string, error string, at timestamp")
@@ -52,7 +52,7 @@ class Context:
 class StageReport:
     stage: str
     pending: int
-    processed: int
+    rows: int  # output rows at the current version after the run
     errors: int
     chunks: int
     seconds: float
@@ -102,7 +102,8 @@ def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
     _drop_old_versions(ctx, spec)
     errors = _sync_quarantine(ctx, spec, op)
     out_version = ctx.lake.version(spec.output)
-    report = StageReport(spec.name, len(todo), len(todo), errors, chunks, time.perf_counter() - t0, out_version)
+    rows = ctx.current(spec.output).count()
+    report = StageReport(spec.name, len(todo), rows, errors, chunks, time.perf_counter() - t0, out_version)
     _log_run(ctx, spec, report, in_version, started)
     return report
 
@@ -147,7 +148,7 @@ def _log_run(ctx: Context, spec: StageSpec, r: StageReport, in_version: int | No
     row = pd.DataFrame([{
         "run_id": ctx.run_id or uuid.uuid4().hex[:12], "stage": spec.name, "stage_version": spec.version,
         "output": spec.output, "output_version": r.output_version, "input": spec.input,
-        "input_version": in_version, "pending": r.pending, "processed": r.processed, "errors": r.errors,
+        "input_version": in_version, "pending": r.pending, "rows": r.rows, "errors": r.errors,
         "chunks": r.chunks, "started_at": pd.Timestamp(started, unit="s", tz="UTC"), "seconds": r.seconds,
         "engine": ctx.engine.kind,
     }])

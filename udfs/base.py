@@ -9,7 +9,6 @@ raised for a row becomes that row's `error` ("<category>: <detail>"), never a fa
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,13 +30,6 @@ def error_text(exc: BaseException) -> str:
         return f"{exc.category}: {exc.detail}"[:2000]
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {detail}"[:2000]
-
-
-def error_category(error: str | None) -> str | None:
-    """The category part of an ``error`` value (what quarantine calls the rule)."""
-    if not error:
-        return None
-    return error.split(":", 1)[0].strip() or "error"
 
 
 def validate(prefix: str, checks: list[tuple[bool, str]]) -> None:
@@ -126,8 +118,3 @@ def cached_model(key: tuple, factory: Callable[[], Any]) -> Any:
     if key not in models:
         models[key] = factory()
     return models[key]
-
-
-def now_s() -> float:
-    """Monotonic seconds, for per-row timings columns."""
-    return time.perf_counter()

@@ -8,13 +8,14 @@ A clip without faces is a valid row (``faces_max`` 0, ``n_tracks`` 0, face sizes
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from udfs.base import StageError, now_s, validate
+from udfs.base import StageError, validate
 from udfs.detectors import DETECTORS, Detections, get_detector
 from udfs.tracking import main_track, smooth_track, track_faces
 from udfs.video import fit_max_side, iter_frames
@@ -89,9 +90,9 @@ def _sample(path: str, start_s: float, end_s: float | None, params: FacesParams)
     for t, frame in iter_frames(path, start_s, end_s, every_s=1.0 / params.sample_fps):
         size = (frame.shape[1], frame.shape[0])
         small, scale = fit_max_side(frame, params.max_side)
-        t0 = now_s()
+        t0 = time.perf_counter()
         boxes, scores, lms = detector.detect(small)
-        detect_s += now_s() - t0
+        detect_s += time.perf_counter() - t0
         times.append(t)
         dets.append((boxes / scale, scores, None if lms is None else lms / scale))
     if not times:

@@ -23,10 +23,8 @@ _fn: Callable[[dict[str, Any]], Any] | None = None
 
 
 def _pickle(obj: Any) -> bytes:
-    try:
-        from pyspark import cloudpickle
-    except ImportError:  # pragma: no cover - pyspark always ships it
-        import cloudpickle  # type: ignore[no-redef]
+    from pyspark import cloudpickle  # by value, so closures and test-local functions travel too
+
     return cloudpickle.dumps(obj)
 
 
