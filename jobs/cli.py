@@ -104,6 +104,7 @@ def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
     from jobs.runner import op_for, pending_frame
+    from jobs.stages.base import TableOp
 
     with _session(cfg) as ctx:
         print(f"lake: {cfg.lake}  engine: {ctx.engine.kind}")
@@ -114,8 +115,11 @@ def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
             if ctx.lake.exists(spec.output):
                 cur = ctx.current(spec.output)
                 rows, errors = cur.count(), cur.filter(F.col("error").isNotNull()).count()
-            upstream_ready = spec.input is None or ctx.lake.exists(spec.input)
-            pending = pending_frame(ctx, spec, op, op.input_frame(ctx, spec)).count() if upstream_ready else "-"
+            upstream_ready = all(ctx.lake.exists(t) for t in spec.inputs)
+            if isinstance(op, TableOp):  # rebuilt as a whole on every run
+                pending: Any = "table" if upstream_ready else "-"
+            else:
+                pending = pending_frame(ctx, spec, op, op.input_frame(ctx, spec)).count() if upstream_ready else "-"
             version = ctx.lake.version(spec.output)
             print(f"{spec.name:<10} {spec.output:<16} {spec.version:>3} {rows:>7} {errors:>7} {pending:>8} "
                   f"{'-' if version is None else version:>6}")

@@ -46,11 +46,16 @@ class StageSpec:
 
     name: str
     op: str
-    input: str | None
+    inputs: tuple[str, ...]  # the first drives the stage (its keys are the pending units)
     output: str
     version: int
     resources: Resources
     params: Any  # the op's typed params dataclass
+
+    @property
+    def input(self) -> str | None:
+        """The driving input table (``None`` for source stages such as ingest)."""
+        return self.inputs[0] if self.inputs else None
 
 
 @dataclass
@@ -76,9 +81,10 @@ class PipelineConfig:
                 return
             if spec.name in stack:
                 raise ConfigError(f"stage cycle: {' -> '.join(stack + (spec.name,))}")
-            dep = self.producer(spec.input) if spec.input else None
-            if dep is not None and dep.name != spec.name:
-                visit(dep, stack + (spec.name,))
+            for table in spec.inputs:
+                dep = self.producer(table)
+                if dep is not None and dep.name != spec.name:
+                    visit(dep, stack + (spec.name,))
             seen.add(spec.name)
             order.append(spec)
 
@@ -118,6 +124,18 @@ def _resolve_paths(params: dict[str, Any] | None, base: Path) -> dict[str, Any] 
     if not params:
         return params
     return {k: _resolve(v, base) if k.endswith("_path") and isinstance(v, str) else v for k, v in params.items()}
+
+
+def _inputs(stage: str, value: Any) -> tuple[str, ...]:
+    """``input:`` is one table or a list of tables (the first drives the stage)."""
+    if value is None:
+        return ()
+    tables = [value] if isinstance(value, str) else value
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) and t for t in tables):
+        raise ConfigError(f"stage {stage}: input must be a table name or a non-empty list of table names")
+    if len(set(tables)) != len(tables):
+        raise ConfigError(f"stage {stage}: input lists a table twice")
+    return tuple(tables)
 
 
 def load_config(
@@ -173,7 +191,7 @@ def load_config(
         if not isinstance(version, int) or version < 1:
             raise ConfigError(f"stage {name}: version must be a positive integer")
         cfg.stages[name] = StageSpec(
-            name=name, op=op_name, input=decl.get("input", op.default_input),
+            name=name, op=op_name, inputs=_inputs(name, decl.get("input", op.default_input)),
             output=decl.get("output", op.default_output), version=version, resources=res,
             params=build_params(op.params_cls, _resolve_paths(decl.get("params"), base), f"stage {name}"),
         )
@@ -182,7 +200,8 @@ def load_config(
         if len(owners) > 1:
             raise ConfigError(f"table {spec.output} is written by several stages: {', '.join(owners)}")
     for spec in cfg.stages.values():
-        if spec.input and cfg.producer(spec.input) is None:
-            raise ConfigError(f"stage {spec.name}: input table {spec.input} is produced by no declared stage")
+        for table in spec.inputs:
+            if cfg.producer(table) is None:
+                raise ConfigError(f"stage {spec.name}: input table {table} is produced by no declared stage")
     cfg.ordered()  # raises on cycles
     return cfg

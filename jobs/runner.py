@@ -10,22 +10,25 @@ versions it read and wrote (lineage).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import functions as F
 
 from jobs.config import ConfigError, PipelineConfig, StageSpec
 from jobs.engine import Engine
 from jobs.lake import Lake
 from jobs.stages import Op, registry
-from udfs.base import batch_udf
+from jobs.stages.base import GateError, TableOp
+from udfs.base import batch_udf, conform
 
 RUN_COLUMNS = ("run_id string, stage string, stage_version int, output string, output_version long, "
-               "input string, input_version long, pending long, rows long, errors long, chunks int, "
-               "started_at timestamp, seconds double, engine string")
+               "input string, input_version long, inputs string, pending long, rows long, errors long, "
+               "chunks int, started_at timestamp, seconds double, engine string, status string")
 QUARANTINE_COLUMNS = ("stage string, stage_version int, key string, video_id string, clip_id string, "
                       "rule string, value string, threshold string, error string, at timestamp")
 
@@ -81,11 +84,18 @@ def pending_frame(ctx: Context, spec: StageSpec, op: Op, inp: Any) -> Any:
     return inp.join(done.select(op.input_key).distinct(), op.input_key, "left_anti").select(*inp.columns)
 
 
+def input_versions(ctx: Context, spec: StageSpec) -> dict[str, int | None]:
+    """The Delta version of every input table as the stage starts (lineage)."""
+    return {t: ctx.lake.version(t) for t in spec.inputs}
+
+
 def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
     """Run one stage to completion (or until killed: re-running resumes)."""
     op = op_for(spec)
+    if isinstance(op, TableOp):
+        return run_table_stage(ctx, spec, op, log)
     started, t0 = time.time(), time.perf_counter()
-    in_version = ctx.lake.version(spec.input) if spec.input else None
+    versions = input_versions(ctx, spec)
     inp = op.input_frame(ctx, spec)
     schema = output_schema(op, inp.schema)
     ctx.lake.create(spec.output, schema)
@@ -104,8 +114,68 @@ def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
     out_version = ctx.lake.version(spec.output)
     rows = ctx.current(spec.output).count()
     report = StageReport(spec.name, len(todo), rows, errors, chunks, time.perf_counter() - t0, out_version)
-    _log_run(ctx, spec, report, in_version, started)
+    _log_run(ctx, spec, report, versions, started)
     return report
+
+
+def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print) -> StageReport:
+    """Rebuild a whole-table stage; commit (overwrite) only when the gate passes and the rows changed."""
+    started, t0 = time.time(), time.perf_counter()
+    versions = input_versions(ctx, spec)
+    previous = ctx.current(spec.output).toPandas() if ctx.lake.exists(spec.output) else None
+    table = op.build(ctx, spec, previous)
+    if "error" not in table.columns:
+        table["error"] = None
+    names = list(op.columns) + ["error"]
+    table = conform(table[names].sort_values(op.key, ignore_index=True), {**op.columns, "error": "string"})
+    table["stage_version"] = spec.version
+    schema = ", ".join(f"{c} {t}" for c, t in {**op.columns, "error": "string", "stage_version": "int",
+                                                 "processed_at": "timestamp"}.items())
+    try:
+        op.check(ctx, spec, table)
+    except GateError:
+        report = StageReport(spec.name, len(table), len(table), 0, 0, time.perf_counter() - t0,
+                             ctx.lake.version(spec.output))
+        _log_run(ctx, spec, report, versions, started, status="gate_failed")
+        raise
+    unchanged = previous is not None and _same_rows(previous, table, names, op.key)
+    if not unchanged:
+        table["processed_at"] = pd.Timestamp.now(tz="UTC")
+        ctx.lake.create(spec.output, schema)
+        ctx.lake.overwrite(spec.output, ctx.spark.createDataFrame(table, schema))
+        log(f"  {spec.name}: {len(table)} rows committed")
+    else:
+        log(f"  {spec.name}: {len(table)} rows, unchanged (no commit)")
+    _drop_old_versions(ctx, spec)
+    quarantine = op.quarantine_rows(spec, table)
+    errors = _sync_quarantine(ctx, spec, op) if quarantine is None else _replace_quarantine(ctx, spec, quarantine)
+    report = StageReport(spec.name, len(table), len(table), errors, 0 if unchanged else 1,
+                         time.perf_counter() - t0, ctx.lake.version(spec.output))
+    _log_run(ctx, spec, report, versions, started)
+    return report
+
+
+def _same_rows(previous: pd.DataFrame, table: pd.DataFrame, names: list[str], key: str) -> bool:
+    """Whether a rebuilt table equals the committed one (ignoring ``processed_at``)."""
+    if len(previous) != len(table) or set(names) - set(previous.columns):
+        return False
+    left = previous[names].sort_values(key, ignore_index=True).astype(str)
+    return bool(left.equals(table[names].astype(str)))
+
+
+def _replace_quarantine(ctx: Context, spec: StageSpec, rows: pd.DataFrame) -> int:
+    """Replace the stage's quarantine rows with ``rows`` (a table stage's rule decisions)."""
+    ctx.lake.create("quarantine", QUARANTINE_COLUMNS)
+    ctx.lake.delete("quarantine", f"stage = '{spec.name}'")
+    if len(rows):
+        frame = rows.assign(stage=spec.name, stage_version=spec.version, at=pd.Timestamp.now(tz="UTC"))
+        names = [c.split()[0] for c in QUARANTINE_COLUMNS.split(", ")]
+        for col in names:
+            if col not in frame.columns:
+                frame[col] = None
+        frame = conform(frame[names], {c: "string" for c in names if c not in ("stage_version", "at")})
+        ctx.lake.append("quarantine", ctx.spark.createDataFrame(frame, QUARANTINE_COLUMNS))
+    return int(rows["key"].nunique()) if len(rows) else 0
 
 
 def _drop_old_versions(ctx: Context, spec: StageSpec) -> None:
@@ -141,16 +211,16 @@ def _sync_quarantine(ctx: Context, spec: StageSpec, op: Op) -> int:
     return int(errs.count())
 
 
-def _log_run(ctx: Context, spec: StageSpec, r: StageReport, in_version: int | None, started: float) -> None:
-    import pandas as pd
-
+def _log_run(ctx: Context, spec: StageSpec, r: StageReport, versions: dict[str, int | None], started: float,
+             status: str = "ok") -> None:
     ctx.lake.create("meta.runs", RUN_COLUMNS)
     row = pd.DataFrame([{
         "run_id": ctx.run_id or uuid.uuid4().hex[:12], "stage": spec.name, "stage_version": spec.version,
         "output": spec.output, "output_version": r.output_version, "input": spec.input,
-        "input_version": in_version, "pending": r.pending, "rows": r.rows, "errors": r.errors,
+        "input_version": versions.get(spec.input) if spec.input else None, "inputs": json.dumps(versions),
+        "pending": r.pending, "rows": r.rows, "errors": r.errors,
         "chunks": r.chunks, "started_at": pd.Timestamp(started, unit="s", tz="UTC"), "seconds": r.seconds,
-        "engine": ctx.engine.kind,
+        "engine": ctx.engine.kind, "status": status,
     }])
     ctx.lake.append("meta.runs", ctx.spark.createDataFrame(row, RUN_COLUMNS))
 
@@ -161,10 +231,11 @@ def run_pipeline(ctx: Context, names: list[str] | None = None, log: Any = print)
     specs = ctx.cfg.ordered(names)
     produced = {s.output for s in specs}
     for spec in specs:  # fail before any work when a needed input will not exist
-        if spec.input and spec.input not in produced and not ctx.lake.exists(spec.input):
-            producer = ctx.cfg.producer(spec.input)
-            raise ConfigError(f"stage {spec.name}: input table {spec.input} does not exist in {ctx.cfg.lake} yet; "
-                              f"run stage {producer.name if producer else '?'} first (or without --stages)")
+        for table in spec.inputs:
+            if table not in produced and not ctx.lake.exists(table):
+                producer = ctx.cfg.producer(table)
+                raise ConfigError(f"stage {spec.name}: input table {table} does not exist in {ctx.cfg.lake} yet; "
+                                  f"run stage {producer.name if producer else '?'} first (or without --stages)")
     reports = []
     for spec in specs:
         log(f"stage {spec.name} ({spec.op} v{spec.version}) -> {spec.output}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pandas as pd
+
 from udfs.base import RowFn
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ class Op:
     """
 
     name: ClassVar[str]
-    default_input: ClassVar[str | None] = None
+    default_input: ClassVar[str | list[str] | None] = None
     default_output: ClassVar[str]
     input_key: ClassVar[str]  # incremental unit: present in input and output
     key: ClassVar[str]  # unique per output row
@@ -56,3 +58,49 @@ class Op:
     def quarantine_measure(self, spec: StageSpec) -> tuple[str, str]:
         """SQL expressions for quarantine ``value`` and ``threshold`` of an error row."""
         return "trim(substring(error, instr(error, ':') + 1))", "CAST(NULL AS STRING)"
+
+
+CLIP_CONTEXT = ("video_uri", "start_s", "end_s", "duration_s", "fps", "width", "height", "source")
+
+
+def clip_track_frame(ctx: Context, spec: StageSpec) -> Any:
+    """Input of per-clip stages that work on the face track: ``silver.faces`` rows (no error)
+    joined with their clip's media context (``CLIP_CONTEXT`` columns of ``silver.clips``).
+
+    ``spec.inputs`` is ``[<faces table>, <clips table>]``."""
+    if len(spec.inputs) < 2:
+        raise ValueError(f"stage {spec.name}: input must list the faces table and the clips table")
+    faces = ctx.current(spec.inputs[0]).filter("error IS NULL").drop("error", "stage_version", "processed_at")
+    clips = ctx.current(spec.inputs[1]).filter("error IS NULL").select("clip_id", *CLIP_CONTEXT)
+    return faces.join(clips, "clip_id", "inner")
+
+
+class TableOp(Op):
+    """A whole-table stage (clustering, selection): reads its inputs and returns the complete
+    output table as pandas; the runner overwrites the output in one commit.
+
+    ``build`` gets the output's current rows (or ``None``) so that assignments can stay stable
+    across runs. ``check`` may raise ``GateError`` to stop the commit (the previous version stays).
+    """
+
+    input_key = ""
+    passthrough = ()
+
+    def build(self, ctx: Context, spec: StageSpec, previous: pd.DataFrame | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def check(self, ctx: Context, spec: StageSpec, table: pd.DataFrame) -> None:
+        """Validate the candidate output before it is committed (default: accept)."""
+
+    def quarantine_rows(self, spec: StageSpec, table: pd.DataFrame) -> pd.DataFrame | None:
+        """Rows for ``quarantine`` (columns of ``QUARANTINE_COLUMNS`` minus stage/version/at), or
+        ``None`` to mirror the ``error`` column like a row stage."""
+        return None
+
+
+class GateError(RuntimeError):
+    """A stage's output failed validation and was not committed."""
+
+    def __init__(self, stage: str, message: str, result_uri: str) -> None:
+        super().__init__(f"stage {stage}: {message} (validation result: {result_uri})")
+        self.result_uri = result_uri
