@@ -22,6 +22,7 @@ class Source:
     name: str
     uri: str
     license: str = "unknown"
+    identity: str | None = None  # "folder" (parent folder = person) or a CSV manifest path,identity
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,16 @@ def load_config(
         for i, s in enumerate(raw.get("sources") or []):
             if not isinstance(s, dict) or "uri" not in s:
                 raise ConfigError(f"sources[{i}]: needs at least `uri`")
+            extra = sorted(set(s) - {"name", "uri", "license", "identity"})
+            if extra:
+                raise ConfigError(f"sources[{i}]: unknown key(s) {', '.join(extra)}")
+            ident = s.get("identity")
+            if ident is not None and ident != "folder":
+                ident = _resolve(str(ident), base)
+                if "://" not in ident and not Path(ident).is_file():
+                    raise ConfigError(f"sources[{i}].identity: manifest {ident} not found (or use `folder`)")
             srcs.append(Source(name=str(s.get("name", f"source{i}")), uri=_resolve(str(s["uri"]), base),
-                               license=str(s.get("license", "unknown"))))
+                               license=str(s.get("license", "unknown")), identity=ident))
     cfg = PipelineConfig(path=cfg_path, lake=_resolve(str(lake_root), Path.cwd() if lake else base),
                          engine=engine or str(raw.get("engine", "auto")), sources=srcs, raw=raw)
     stages = raw.get("stages") or {}

@@ -53,3 +53,39 @@ def test_cli_run_with_a_missing_source_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["run", "--config", str(cfg), "--source", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("facevid: error: source nowhere: no such folder") and err.count("\n") == 1
+
+
+def _identity_config(tmp_path: Path, src: Path, identity: str) -> Path:
+    import yaml
+
+    cfg = write_config(tmp_path, tmp_path / "lake")
+    doc = yaml.safe_load(cfg.read_text())
+    doc["sources"] = [{"name": "talks", "uri": str(src), "license": "CC-BY", "identity": identity}]
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
+def test_sources_declare_identities_by_folder_or_manifest(engine, shared_videos: Path, tmp_path: Path) -> None:
+    from jobs.config import load_config
+    from jobs.lake import Lake
+    from jobs.runner import Context
+
+    src = tmp_path / "videos"
+    (src / "id00017").mkdir(parents=True)
+    shutil.copy(shared_videos / "lp_d18.mp4", src / "id00017" / "a.mp4")
+    shutil.copy(shared_videos / "neg_cat.mp4", src / "loose.mp4")
+    for identity, expected in [("folder", {"a.mp4": "id00017", "loose.mp4": None}),
+                               ("ids.csv", {"a.mp4": None, "loose.mp4": "cat_42"})]:
+        (tmp_path / "ids.csv").write_text("path,identity\nloose.mp4,cat_42\n")
+        cfg = load_config(_identity_config(tmp_path, src, identity), lake=str(tmp_path / f"lake_{identity}"))
+        ctx = Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
+        run_pipeline(ctx, ["ingest"], log=lambda m: None)
+        got = {Path(r["uri"]).name: r["identity"] for r in rows(ctx, "SELECT uri, identity FROM bronze_files")}
+        assert got == expected, identity
+
+
+def test_missing_identity_manifest_is_a_config_error(tmp_path: Path) -> None:
+    from jobs.config import load_config
+
+    with pytest.raises(ConfigError, match="identity: manifest .*nope.csv not found"):
+        load_config(_identity_config(tmp_path, tmp_path, "nope.csv"))

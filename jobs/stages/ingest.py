@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from jobs.config import ConfigError, StageSpec
+from jobs.config import ConfigError, Source, StageSpec
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
-from udfs.storage import list_videos, sha256_uri
+from udfs.storage import is_s3, list_videos, local_path, sha256_uri, to_local
 
-LISTING_SCHEMA = "uri string, source string, license string, bytes long, mtime double"
+LISTING_SCHEMA = "uri string, source string, license string, identity string, bytes long, mtime double"
+
+
+def declared_identities(src: Source, uris: list[str]) -> list[str | None]:
+    """The identity each file's source declares: ``folder`` = the file's parent folder under the
+    source root (VoxCeleb / TalkingHead-1KH style ``<person>/<clip>.mp4``); a CSV manifest with
+    columns ``path`` (relative to the source root, or a bare file name) and ``identity``."""
+    if not src.identity:
+        return [None] * len(uris)
+    root = src.uri.rstrip("/") if is_s3(src.uri) else str(Path(to_local(src.uri)).resolve())
+    rel = [u[len(root):].lstrip("/") if u.startswith(root) else u.rsplit("/", 1)[-1] for u in uris]
+    if src.identity == "folder":
+        return [r.rsplit("/", 1)[0].rsplit("/", 1)[-1] if "/" in r else None for r in rel]
+    with local_path(src.identity) as path:
+        manifest = pd.read_csv(path, dtype=str)
+    if not {"path", "identity"} <= set(manifest.columns):
+        raise ConfigError(f"source {src.name}: identity manifest needs columns path,identity")
+    by_path = dict(zip(manifest["path"].str.lstrip("/"), manifest["identity"], strict=True))
+    return [by_path.get(r, by_path.get(r.rsplit("/", 1)[-1])) for r in rel]
 
 
 @register
@@ -24,7 +43,7 @@ class IngestFiles(Op):
     default_output = "bronze.files"
     input_key = "uri"
     key = "uri"
-    passthrough = ("uri", "source", "license", "bytes", "mtime")
+    passthrough = ("uri", "source", "license", "identity", "bytes", "mtime")
     columns = {"sha256": "string", "video_id": "string"}
 
     def input_frame(self, ctx: Any, spec: StageSpec) -> Any:
@@ -36,8 +55,10 @@ class IngestFiles(Op):
                 found = list_videos(src.uri)
             except (FileNotFoundError, ValueError, PermissionError) as exc:
                 raise ConfigError(f"source {src.name}: {exc}") from exc
-            rows += [{**f, "source": src.name, "license": src.license} for f in found]
-        pdf = pd.DataFrame(rows, columns=["uri", "source", "license", "bytes", "mtime"])
+            idents = declared_identities(src, [f["uri"] for f in found])
+            rows += [{**f, "source": src.name, "license": src.license, "identity": i}
+                     for f, i in zip(found, idents, strict=True)]
+        pdf = pd.DataFrame(rows, columns=["uri", "source", "license", "identity", "bytes", "mtime"])
         return ctx.spark.createDataFrame(pdf.drop_duplicates("uri"), LISTING_SCHEMA)
 
     def row_fn(self, spec: StageSpec) -> RowFn:
