@@ -1,7 +1,8 @@
 """``facevid``: run the declared pipeline, show its state, query the lake with SQL.
 
 Every command takes ``--config FILE`` (default ./pipeline.yml), ``--lake PATH_OR_URI`` and
-``--engine``. Exit status: 0 success, 2 bad config or input (one line on stderr), 1 otherwise.
+``--engine``. Exit status: 0 success, 2 bad config or input (one line on stderr), 3 the gold gate
+failed (nothing committed; the validation JSON says which expectation), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from jobs.config import ConfigError, PipelineConfig, load_config
+from jobs.stages.base import GateError
 
 EPILOG = """examples:
   facevid run                                  # all stages declared in ./pipeline.yml
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"facevid: error: {exc}", file=sys.stderr)
         return 2
+    except GateError as exc:
+        print(f"facevid: gate failed: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("facevid: interrupted", file=sys.stderr)
         return 130

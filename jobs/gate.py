@@ -1,0 +1,208 @@
+"""The Great Expectations gate: suites as data (``expectations/*.yml``), run on the engine.
+
+A suite file names a table and a list of expectations::
+
+    table: silver.identities
+    expectations:
+      - expectation: expect_column_values_to_be_between   # any GX 1.x expectation, snake_case
+        kwargs: {column: identity_clips, max_value: "${gate.identity_max_clips}", mostly: "${gate.silver_identity_share}"}
+        severity: warn            # error (default) blocks the gold commit; warn is reported only
+        why: paper - >=95% of clips come from identities with <= 10 clips
+
+``${a.b}`` reads the gold stage's params, ``${stages.<stage>.<param>}`` any stage's, so suites
+cannot drift from ``pipeline.yml``. The gold
+suite also gets one expectation per declared rule. Validation runs through GX's Spark datasource on
+the engine's DataFrames (verified on Sail's Spark Connect and native Spark). The gold candidate is
+checked with two columns the gate computes itself: ``gate_identity_clips`` (clips per identity)
+and ``gate_identity_splits`` (splits per identity). Results go to ``<lake>/_validation/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from jobs.config import ConfigError, StageSpec
+from jobs.stages.base import GateError
+
+_PLACEHOLDER = re.compile(r"\$\{([a-zA-Z0-9_.]+)\}")
+_lock = threading.Lock()
+_gx: dict[str, Any] = {}
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _lookup(params: Any, dotted: str) -> Any:
+    value = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+        if value is None:
+            raise ConfigError(f"expectations: ${{{dotted}}} names no gold parameter")
+    return value
+
+
+def render(obj: Any, params: Any) -> Any:
+    """Replace ``${name}`` placeholders with gold params (a whole-string placeholder keeps its type)."""
+    if isinstance(obj, dict):
+        return {k: render(v, params) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [render(v, params) for v in obj]
+    if isinstance(obj, str):
+        whole = _PLACEHOLDER.fullmatch(obj)
+        if whole:
+            return _lookup(params, whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: str(_lookup(params, m.group(1))), obj)
+    return obj
+
+
+def load_suite(path: Path, params: Any) -> dict[str, Any]:
+    """Read and render one suite file; every expectation must name a GX 1.x expectation."""
+    import great_expectations as gx
+
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict) or "table" not in doc or not isinstance(doc.get("expectations"), list):
+        raise ConfigError(f"{path}: a suite needs `table` and a list of `expectations`")
+    items = []
+    for i, item in enumerate(doc["expectations"]):
+        name = item.get("expectation", "") if isinstance(item, dict) else ""
+        if not hasattr(gx.expectations, _camel(name)):
+            raise ConfigError(f"{path}: expectations[{i}]: unknown expectation {name!r}")
+        if item.get("severity", "error") not in ("error", "warn"):
+            raise ConfigError(f"{path}: expectations[{i}]: severity must be error or warn")
+        items.append({"expectation": name, "kwargs": render(item.get("kwargs") or {}, params),
+                      "severity": item.get("severity", "error"), "why": item.get("why", "")})
+    return {"suite": path.stem, "table": doc["table"], "expectations": items}
+
+
+def rule_expectations(params: Any) -> list[dict[str, Any]]:
+    """One gold expectation per declared selection rule (gold must satisfy what selected it)."""
+    out = []
+    for rule in params.rules.values():
+        if rule.null is not None:
+            name = "expect_column_values_to_be_null" if rule.null else "expect_column_values_to_not_be_null"
+            kwargs: dict[str, Any] = {"column": rule.column}
+        else:
+            name, kwargs = "expect_column_values_to_be_between", {"column": rule.column}
+            kwargs.update({k: v for k, v in (("min_value", rule.min), ("max_value", rule.max)) if v is not None})
+        out.append({"expectation": name, "kwargs": kwargs, "severity": "error", "why": f"rule {rule.name}"})
+    return out
+
+
+def _context() -> Any:
+    """One ephemeral GX context per process, without progress bars or analytics."""
+    with _lock:
+        if "ctx" not in _gx:
+            os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            ctx = gx.get_context(mode="ephemeral")
+            ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            asset = ctx.data_sources.add_spark("facevid").add_dataframe_asset("table")
+            _gx.update(ctx=ctx, batch=asset.add_batch_definition_whole_dataframe("whole"), n=0)
+        return _gx
+
+
+def validate_frame(df: Any, suite: dict[str, Any]) -> dict[str, Any]:
+    """Validate a Spark DataFrame against a rendered suite; JSON-ready result per expectation."""
+    import great_expectations as gx
+
+    g = _context()
+    with _lock:
+        g["n"] += 1
+        gx_suite = gx.ExpectationSuite(name=f"{suite['suite']}_{g['n']}")
+        for item in suite["expectations"]:
+            gx_suite.add_expectation(getattr(gx.expectations, _camel(item["expectation"]))(**item["kwargs"]))
+    result = g["batch"].get_batch(batch_parameters={"dataframe": df}).validate(gx_suite)
+    results = []
+    for item, res in zip(suite["expectations"], result.results, strict=True):
+        r = res.result or {}
+        exc = res.exception_info or {}
+        raised = exc.get("raised_exception") if isinstance(exc, dict) else False
+        results.append({**item, "success": bool(res.success),
+                        "observed_value": r.get("observed_value"), "unexpected_count": r.get("unexpected_count"),
+                        "unexpected_percent": r.get("unexpected_percent"),
+                        "partial_unexpected_list": r.get("partial_unexpected_list"),
+                        "exception": exc.get("exception_message") if raised else None})
+    failed = [r for r in results if not r["success"]]
+    return {"suite": suite["suite"], "table": suite["table"],
+            "success": not any(r["severity"] == "error" for r in failed), "results": results}
+
+
+def with_gate_columns(sdf: Any) -> Any:
+    """The candidate plus per-identity clip and split counts computed here, not trusted from it."""
+    from pyspark.sql import functions as F
+
+    per = sdf.groupBy("identity_id").agg(F.count("*").alias("gate_identity_clips"),
+                                         F.countDistinct("split").alias("gate_identity_splits"))
+    return sdf.join(per, on="identity_id", how="left")
+
+
+def _write_result(ctx: Any, spec: StageSpec, doc: dict[str, Any]) -> str:
+    """Write the result JSON (a timestamped file and ``latest.json``); returns the file's URI."""
+    from udfs.storage import is_s3, put_file
+
+    base = spec.params.result_dir or f"{ctx.cfg.lake.rstrip('/')}/_validation"
+    if base.startswith("uc:"):
+        raise ConfigError("a uc: lake needs gold params result_dir (a path or s3:// URI for validation results)")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"{spec.output}/{stamp}_{ctx.run_id or 'adhoc'}.json"
+    text = json.dumps(doc, indent=2, default=str)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as tmp:
+        tmp.write(text)
+    try:
+        for target in (f"{base}/{name}", f"{base}/{spec.output}/latest.json"):
+            if is_s3(target):
+                put_file(tmp.name, target)
+            else:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                Path(target).write_text(text)
+    finally:
+        os.unlink(tmp.name)
+    return f"{base}/{name}"
+
+
+def gate_gold(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, Any]:
+    """Run the bronze/silver/gold suites; raise ``GateError`` (nothing committed) on an error."""
+    params = spec.params
+    if not params.expectations_path:
+        return {"success": True, "suites": []}
+    root = {**vars(params), "stages": {n: s.params for n, s in ctx.cfg.stages.items()}}
+    from jobs.stages.gold import GOLD_COLUMNS
+
+    schema = ", ".join(f"{c} {t}" for c, t in GOLD_COLUMNS.items())
+    gold_sdf = with_gate_columns(ctx.spark.createDataFrame(candidate[list(GOLD_COLUMNS)], schema))
+    reports = []
+    folder = Path(params.expectations_path)
+    for name in params.gate.suites or sorted(p.stem for p in folder.glob("*.yml")):
+        path = folder / f"{name}.yml"
+        if not path.is_file():
+            raise ConfigError(f"gate suite {name}: {path} not found")
+        suite = load_suite(path, root)
+        if suite["table"] == spec.output:
+            suite["expectations"] += rule_expectations(params)
+            df, version = gold_sdf, "candidate"
+        elif ctx.lake.exists(suite["table"]):
+            df, version = ctx.current(suite["table"]), ctx.lake.version(suite["table"])
+        else:
+            raise ConfigError(f"gate suite {name}: table {suite['table']} does not exist in {ctx.cfg.lake}")
+        reports.append({**validate_frame(df, suite), "table_version": version})
+    failed = [f"{r['suite']}: {x['expectation']}({json.dumps(x['kwargs'], default=str)})"
+              for r in reports for x in r["results"] if not x["success"] and x["severity"] == "error"]
+    doc = {"stage": spec.name, "output": spec.output, "run_id": ctx.run_id, "success": not failed,
+           "failed": failed, "candidate_rows": len(candidate), "suites": reports}
+    uri = _write_result(ctx, spec, doc)
+    if failed:
+        raise GateError(spec.name, f"{len(failed)} expectation(s) failed, gold not committed: {failed[0]}", uri)
+    return doc

@@ -1,0 +1,183 @@
+"""``gold.select`` -> ``gold.clips``: the dataset, decided from silver scores by declared rules.
+
+Score, then decide: no model runs here, so changing a threshold in ``pipeline.yml`` and
+re-running rebuilds gold in seconds. Every clip that does not reach gold gets one quarantine row
+per failed rule (``gold.<rule>``, measured value, threshold). The candidate gold table passes the
+Great Expectations gate (``jobs.gate``) before it is committed; a failed gate leaves the previous
+gold version current and the job exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from jobs.config import ConfigError, StageSpec
+from jobs.stages.base import TableOp, register
+from udfs.base import validate
+from udfs.gold import Rule, SplitParams, apply_rules, assign_splits, cap_per_identity, parse_rank
+
+GOLD_COLUMNS: dict[str, str] = {
+    "clip_id": "string", "video_id": "string", "source": "string", "license": "string",
+    "video_uri": "string", "start_s": "double", "end_s": "double", "duration_s": "double", "fps": "double",
+    "width": "int", "height": "int", "identity_id": "string", "identity_origin": "string",
+    "identity_clip_count": "int", "quality_rank": "int", "split": "string",
+    "crop_uri": "string", "crop_side": "int", "crop_size": "int", "has_audio": "boolean",
+    "n_tracks": "int", "face_frac": "double", "multi_face_frac": "double", "face_px": "double",
+    "face_area_frac": "double", "sharpness_face": "double", "sharpness_frame": "double",
+    "brightness_mean": "double", "dark_frac": "double", "bright_frac": "double", "border_px": "int",
+    "ocr_chars": "int", "motion_mean": "double", "motion_global": "double", "static_frac": "double",
+    "yaw_deg": "double", "pitch_deg": "double", "roll_deg": "double", "frontal_frac": "double",
+    "aesthetic": "double", "iqa": "double", "fiqa": "double", "age": "double",
+    "published_at": "timestamp",
+}
+_BOOKKEEPING = ("error", "stage_version", "processed_at")
+
+
+@dataclass
+class GateParams:
+    """What the gate promises about gold (independent of how selection got there)."""
+
+    identity_max_clips: int = 10
+    silver_identity_share: float = 0.95
+    suites: list[str] | None = None  # suite files (names without .yml); None = every file
+
+    def __post_init__(self) -> None:
+        validate("gold.gate", [
+            (self.identity_max_clips >= 1, f"identity_max_clips must be >= 1, got {self.identity_max_clips}"),
+            (0 <= self.silver_identity_share <= 1, "silver_identity_share must be in [0, 1]"),
+        ])
+
+
+@dataclass
+class GoldParams:
+    """Rules, the per-identity cap and its ranking, the split, and the gate."""
+
+    rules: dict[str, Any] = field(default_factory=dict)
+    per_identity_max_clips: int | None = 10
+    rank_by: list[str] = field(default_factory=lambda: ["sharpness_face desc", "clip_id"])
+    split: Any = field(default_factory=dict)
+    gate: Any = field(default_factory=dict)
+    expectations_path: str | None = None
+    result_dir: str | None = None  # validation results; default <lake>/_validation
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rules, dict):
+            raise ValueError("gold.rules must map rule names to {column, min, max} or {column, null}")
+        self.rules = {name: r if isinstance(r, Rule) else Rule.parse(name, r) for name, r in self.rules.items()}
+        self.split = self.split if isinstance(self.split, SplitParams) else SplitParams(**(self.split or {}))
+        self.gate = self.gate if isinstance(self.gate, GateParams) else GateParams(**(self.gate or {}))
+        parse_rank(self.rank_by)
+        validate("gold", [
+            (self.per_identity_max_clips is None or self.per_identity_max_clips >= 1,
+             f"per_identity_max_clips must be >= 1 or null, got {self.per_identity_max_clips}"),
+            (self.expectations_path is None or "://" in self.expectations_path
+             or __import__("pathlib").Path(self.expectations_path).is_dir(),
+             f"expectations_path {self.expectations_path} is not a directory"),
+        ])
+
+
+def _load(ctx: Any, table: str, key: str) -> pd.DataFrame:
+    """Current rows of an input table, one per key, with a ``_row`` marker and ``_error``."""
+    df = ctx.current(table).toPandas()
+    df = df.drop(columns=[c for c in ("stage_version", "processed_at") if c in df]).rename(columns={"error": "_error"})
+    df["_row"] = True
+    return df.drop_duplicates(key)
+
+
+@register
+class SelectGold(TableOp):
+    """Declared rules over the joined silver tables, at most N clips per identity (best first by
+    ``rank_by``), a sticky identity-disjoint train/test split; gated by Great Expectations."""
+
+    name = "gold.select"
+    default_input = ["silver.clips", "silver.faces", "silver.quality", "silver.crops", "silver.identities",
+                     "bronze.videos"]
+    default_output = "gold.clips"
+    key = "clip_id"
+    columns = GOLD_COLUMNS
+    params_cls = GoldParams
+
+    def build(self, ctx: Any, spec: StageSpec, previous: pd.DataFrame | None) -> pd.DataFrame:
+        self._merged, self._spec = self.merge(ctx, spec), spec
+        clips = self._merged
+        params: GoldParams = spec.params
+        rules = list(params.rules.values())
+        if "identity_id" not in {r.column for r in rules}:
+            rules.append(Rule(name="identity", column="identity_id", null=False))
+        ready = pd.DataFrame({r.name: self._ready(clips, r.column) for r in rules}, index=clips.index)
+        passed, failures = apply_rules(clips, rules, ready)
+        gold = clips[passed].copy()
+        gold["quality_rank"] = cap_per_identity(gold, params.per_identity_max_clips, params.rank_by)
+        if params.per_identity_max_clips is not None:
+            over = gold["quality_rank"] > params.per_identity_max_clips
+            failures = pd.concat([failures, pd.DataFrame({
+                "clip_id": gold.loc[over, "clip_id"], "video_id": gold.loc[over, "video_id"],
+                "rule": "per_identity_max_clips", "value": gold.loc[over, "quality_rank"].astype(str),
+                "threshold": f"rank <= {params.per_identity_max_clips} by {', '.join(params.rank_by)}",
+            })], ignore_index=True)
+            gold = gold[~over]
+        gold["identity_clip_count"] = gold.groupby("identity_id")["clip_id"].transform("size")
+        gold["split"] = assign_splits(gold, previous, params.split)
+        now = pd.Timestamp.now(tz="UTC")
+        first = {} if previous is None else dict(zip(previous["clip_id"], previous["published_at"], strict=True))
+        gold["published_at"] = gold["clip_id"].map(lambda c: first.get(c, now))
+        self._failures = self._with_incomplete(clips, passed, failures)
+        for col in GOLD_COLUMNS:
+            if col not in gold:
+                gold[col] = None
+        return gold[list(GOLD_COLUMNS)].reset_index(drop=True)
+
+    def merge(self, ctx: Any, spec: StageSpec) -> pd.DataFrame:
+        """Good clips of the first input left-joined with every other input's current rows;
+        ``_row_<i>``/``_error_<i>`` say whether input ``i`` has a row and whether it is an error."""
+        clips = ctx.current(spec.inputs[0]).filter("error IS NULL").toPandas()
+        clips = clips.drop(columns=[c for c in _BOOKKEEPING if c in clips])
+        self._owner: dict[str, int] = {c: 0 for c in clips.columns}
+        for i, table in enumerate(spec.inputs[1:], start=1):
+            key = "clip_id" if "clip_id" in ctx.lake.read(table).columns else "video_id"
+            other = _load(ctx, table, key).rename(columns={"_row": f"_row_{i}", "_error": f"_error_{i}"})
+            new = [c for c in other.columns if c not in clips.columns or c == key]
+            self._owner.update({c: i for c in new if c != key and not c.startswith("_")})
+            clips = clips.merge(other[new], on=key, how="left")
+        return clips
+
+    def _ready(self, clips: pd.DataFrame, column: str) -> pd.Series:
+        """True where the table that owns ``column`` has a good row for the clip."""
+        if column not in self._owner:
+            raise ConfigError(f"stage {self._spec.name}: rule column {column!r} is in none of its inputs "
+                              f"({', '.join(self._spec.inputs)})")
+        i = self._owner[column]
+        if i == 0:
+            return pd.Series(True, index=clips.index)
+        return clips[f"_row_{i}"].eq(True) & clips[f"_error_{i}"].isna()
+
+    def _with_incomplete(self, clips: pd.DataFrame, passed: pd.Series, failures: pd.DataFrame) -> pd.DataFrame:
+        """Clips kept out only because an input has no row for them yet (e.g. a stage not run)."""
+        n = len(self._spec.inputs)
+        missing = pd.DataFrame({t: ~clips[f"_row_{i}"].eq(True) for i, t in enumerate(self._spec.inputs) if i},
+                               index=clips.index) if n > 1 else pd.DataFrame(index=clips.index)
+        errored = pd.Series(False, index=clips.index)
+        for i in range(1, n):
+            errored |= clips[f"_row_{i}"].eq(True) & clips[f"_error_{i}"].notna()
+        lone = ~passed & ~clips["clip_id"].isin(failures["clip_id"]) & ~errored & missing.any(axis=1)
+        if lone.any():
+            tables = missing[lone].apply(lambda r: ", ".join(t for t, m in r.items() if m), axis=1)
+            failures = pd.concat([failures, pd.DataFrame({
+                "clip_id": clips.loc[lone, "clip_id"], "video_id": clips.loc[lone, "video_id"],
+                "rule": "incomplete", "value": "no row in " + tables, "threshold": "a row in every input"})],
+                ignore_index=True)
+        return failures
+
+    def quarantine_rows(self, spec: StageSpec, table: pd.DataFrame) -> pd.DataFrame:
+        f = self._failures
+        return pd.DataFrame({"key": f["clip_id"], "video_id": f["video_id"], "clip_id": f["clip_id"],
+                             "rule": spec.name + "." + f["rule"], "value": f["value"], "threshold": f["threshold"],
+                             "error": None})
+
+    def check(self, ctx: Any, spec: StageSpec, table: pd.DataFrame) -> None:
+        from jobs.gate import gate_gold
+
+        gate_gold(ctx, spec, table)
