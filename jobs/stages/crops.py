@@ -1,0 +1,51 @@
+"""``crops.write`` -> ``silver.crops``: the fixed-square face crop of each clip as an H.264 mp4 file."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobs.config import ConfigError, StageSpec
+from jobs.stages.base import Op, clip_track_frame, register
+from udfs.base import RowFn
+from udfs.crops import CROPS_COLUMNS, CropParams, crops_root, crops_row
+
+if TYPE_CHECKING:
+    from jobs.runner import Context
+
+
+@register
+class WriteCrops(Op):
+    """One square per clip around the smoothed main face track, resized to ``size`` and written to
+    ``<lake>/<dir>/<clip_id>.mp4`` with the clip's audio. Squares under ``min_crop_px`` source
+    pixels and clips without a face track are error rows (no file)."""
+
+    name = "crops.write"
+    default_input = ["silver.faces", "silver.clips"]
+    default_output = "silver.crops"
+    input_key = "clip_id"
+    key = "clip_id"
+    passthrough = ("clip_id", "video_id")
+    columns = CROPS_COLUMNS
+    params_cls = CropParams
+    root: str | None = None  # resolved crop folder, set by input_frame (the runner calls it first)
+
+    def input_frame(self, ctx: Context, spec: StageSpec) -> Any:
+        try:
+            self.root = crops_root(ctx.cfg.lake, spec.params.dir)
+        except ValueError as exc:
+            raise ConfigError(f"stage {spec.name}: {exc}") from exc
+        return clip_track_frame(ctx, spec)
+
+    def row_fn(self, spec: StageSpec) -> RowFn:
+        if self.root is None:
+            raise RuntimeError(f"stage {spec.name}: input_frame must run before row_fn (it resolves the lake root)")
+        params, root = spec.params, self.root
+
+        def crops(row: dict[str, Any]) -> dict[str, Any]:
+            return crops_row(row, params, root)
+
+        return crops
+
+    def quarantine_measure(self, spec: StageSpec) -> tuple[str, str]:
+        value, _ = super().quarantine_measure(spec)  # the detail of "min_crop_px: <side>" is the side
+        return value, f"CASE WHEN error LIKE 'min_crop_px:%' THEN '{spec.params.min_crop_px}' END"

@@ -1,0 +1,269 @@
+"""udfs.crops / crops.write: the box rule, real encoded crops (face inside, audio kept), the
+min_crop_px rule, hostile input, one engine run and one S3 round trip."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+from conftest import make_context, rows, write_config
+from synth_video import make_garbled_video
+
+import jobs.stages.crops  # noqa: F401  (registers crops.write)
+from udfs.base import StageError
+from udfs.crops import CropParams, crop_square, crops_root, crops_row, plan_crop
+from udfs.crops_encode import coded_square, encode_crop
+from udfs.detectors import get_detector
+from udfs.faces import FacesParams, detect_clip
+from udfs.video import upright
+
+# file, start_s, end_s (None = to the end): a clip with an odd frame rate, an mpeg4 source with
+# 16 kHz audio, and a clip from the middle of a video (seek, audio trimmed in sync)
+CLIPS = [("retalking_face1", 0.0, None), ("sadtalker_aoc", 0.0, 4.0), ("lp_d18", 2.0, 5.5)]
+
+
+def faces_row(videos: Path, name: str, start: float = 0.0, end: float | None = None) -> dict:
+    """What the crops stage reads: a silver.faces row joined with its clip."""
+    uri = str(videos / f"{name}.mp4")
+    face = detect_clip(uri, start, end, FacesParams())
+    return {**face, "clip_id": name, "video_id": name, "video_uri": uri, "start_s": start, "end_s": end}
+
+
+# ---- the box rule -------------------------------------------------------------------------------
+
+def test_square_is_centred_below_the_face_with_expand_times_the_largest_side() -> None:
+    boxes = [[400, 300, 100, 120]] * 4 + [[410, 300, 100, 140]]  # max side 140, median 120
+    x, y, side = crop_square(boxes, 1000, 800, expand=2.0, shift_down=0.1)
+    assert side == 280
+    assert (x, y) == (round(450 - 140), round(360 + 12 - 140))  # median centre (450, 360) + 0.1 x 120
+
+
+def test_square_is_shifted_inside_the_frame_and_shrunk_to_the_short_side() -> None:
+    assert crop_square([[0, 0, 80, 80]], 640, 480) == (0, 0, 160)  # top-left corner
+    assert crop_square([[600, 440, 40, 40]], 640, 480) == (560, 400, 80)  # bottom-right corner
+    x, y, side = crop_square([[200, 100, 300, 300]], 700, 500)  # 2 x 300 > short side 500
+    assert (side, y) == (500, 0) and 0 <= x <= 200
+    assert crop_square(np.array([np.array([10.0, 10.0, 3.0, 3.0])], dtype=object), 5, 7)[2] == 4  # even side
+
+
+def test_min_crop_px_and_no_face_are_errors() -> None:
+    params = CropParams()
+    small = {"track_boxes": [[300, 200, 100, 100]], "frame_width": 720, "frame_height": 1080}
+    with pytest.raises(StageError) as err:
+        plan_crop(small, params)
+    assert (err.value.category, err.value.detail) == ("min_crop_px", "200")
+    assert plan_crop(small, CropParams(min_crop_px=200)) == (250, 160, 200)
+    for boxes in ([], None, [[np.nan, 1, 2, 3]]):
+        with pytest.raises(StageError, match="no_face"):
+            plan_crop({"track_boxes": boxes, "frame_width": 720, "frame_height": 1080}, params)
+
+
+def test_params_and_folders() -> None:
+    for bad in ({"size": 511}, {"expand": 0.5}, {"crf": 60}, {"preset": "warp"}, {"min_crop_px": 0}):
+        with pytest.raises(ValueError, match="crops"):
+            CropParams(**bad)
+    assert crops_root("/data/lake", "crops") == "/data/lake/crops"
+    assert crops_root("s3://b/lake/", "crops") == "s3://b/lake/crops"
+    assert crops_root("uc:main.facevid", "s3://b/crops/") == "s3://b/crops"
+    assert crops_root("/data/lake", "/mnt/crops") == "/mnt/crops"
+    with pytest.raises(ValueError, match="relative"):
+        crops_root("uc:main.facevid", "crops")
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270, -90])
+def test_coded_square_cuts_the_same_pixels_as_the_upright_frame(rotation: int) -> None:
+    coded = np.arange(97 * 61, dtype=np.int32).reshape(61, 97)  # odd sizes
+    up = upright(coded, rotation)
+    box = (21, 33, 20)
+    (cx, cy, s), (ux, uy, _) = coded_square(box, rotation, 97, 61)
+    assert cx % 2 == 0 and cy % 2 == 0 and abs(ux - box[0]) <= 1 and abs(uy - box[1]) <= 1
+    assert np.array_equal(upright(coded[cy:cy + s, cx:cx + s], rotation), up[uy:uy + s, ux:ux + s])
+
+
+# ---- real clips -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def encoded(shared_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
+    root = str(tmp_path_factory.mktemp("crops"))
+    out = {}
+    for name, start, end in CLIPS:
+        row = faces_row(shared_videos, name, start, end)
+        out[name] = (row, crops_row(row, CropParams(), root))
+    return out
+
+
+def source_audio(path: str) -> bool:
+    with av.open(path) as c:
+        return bool(c.streams.audio)
+
+
+def test_crops_are_512_h264_with_the_clip_timing_and_its_audio(encoded: dict) -> None:
+    for name, start, end in CLIPS:
+        row, res = encoded[name]
+        with av.open(row["video_uri"]) as src:
+            vs = src.streams.video[0]
+            fps, duration = float(vs.average_rate), (end or float(vs.duration * vs.time_base)) - start
+        assert res["crop_uri"].endswith(f"/{name}.mp4") and Path(res["crop_uri"]).stat().st_size == res["crop_bytes"]
+        assert res["crop_side"] >= 256 and res["upscale"] == pytest.approx(512 / res["crop_side"])
+        assert abs(res["n_frames"] - duration * fps) <= 2 and res["frame_end"] - res["frame_start"] == res["n_frames"]
+        assert res["frame_start"] == round(start * fps)
+        with av.open(res["crop_uri"]) as c:
+            v = c.streams.video[0]
+            assert (v.codec_context.name, v.width, v.height, v.format.name) == ("h264", 512, 512, "yuv420p")
+            assert sum(1 for _ in c.decode(v)) == res["n_frames"]
+            assert bool(c.streams.audio) == source_audio(row["video_uri"]) == res["has_audio"]
+            if c.streams.audio:
+                a = c.streams.audio[0]
+                assert a.codec_context.name == "aac"
+                assert abs(float(a.duration * a.time_base) - duration) < 0.15, name
+        assert list(Path(res["crop_uri"]).parent.glob(".*")) == []  # no temporary file left
+
+
+def test_the_face_is_inside_every_sampled_crop_frame(encoded: dict) -> None:
+    det = get_detector("mtcnn", None, 0.9, "cpu")
+    for name, _, _ in CLIPS:
+        _, res = encoded[name]
+        with av.open(res["crop_uri"]) as c:
+            frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+        for frame in frames[:: max(1, len(frames) // 5)][:5]:
+            boxes, _, _ = det.detect(frame)
+            assert len(boxes) == 1, (name, len(boxes))
+            x, y, w, h = boxes[0]
+            assert x > 8 and y > 8 and x + w < 504 and y + h < 504, (name, boxes[0])
+            assert max(w, h) > 90, (name, boxes[0])  # a face of ~512 / expand pixels, not a tiny one
+
+
+def mono16k(path: str) -> tuple[float, np.ndarray]:
+    """The first audio stream as 16 kHz mono: (absolute time of the first sample, samples)."""
+    with av.open(path) as c:
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=16000)
+        first, chunks = None, []
+        for frame in c.decode(audio=0):
+            for out in resampler.resample(frame):
+                first = float(out.pts * out.time_base) if first is None else first
+                chunks.append(out.to_ndarray()[0])
+    return first, np.concatenate(chunks)
+
+
+def test_audio_is_cut_in_sync_with_the_video(shared_videos: Path, tmp_path: Path) -> None:
+    path = str(shared_videos / "hamilton_short.mp4")  # video starts 0.85 s after the audio in the file
+    enc = encode_crop(path, 3.0, 6.0, (0, 0, 120), 64, str(tmp_path / "h.mp4"))
+    with av.open(path) as c:
+        v = c.streams.video[0]
+        v0 = float(v.start_time * v.time_base)
+    src_first, src = mono16k(path)
+    out_first, out = mono16k(str(tmp_path / "h.mp4"))
+    assert abs(out_first) < 1e-3 and abs(len(out) / 16000 - enc["n_frames"] / enc["fps"]) < 0.03
+    at = round((v0 + enc["t0"] - src_first) * 16000)  # where the crop's first sample is in the source
+    probe = out[4000:20000]
+    lags = range(-400, 401)
+    corr = [float(np.dot(probe, src[at + 4000 + k:at + 20000 + k])) for k in lags]
+    lag = lags[int(np.argmax(corr))]
+    assert abs(lag) <= 16, lag  # within 1 ms
+    assert max(corr) > 0.9 * float(np.dot(probe, probe))
+
+
+def test_small_face_is_an_error_row_and_no_file(shared_videos: Path, tmp_path: Path) -> None:
+    row = faces_row(shared_videos, "lp_s13")  # full body, face ~73 px in 720x1080
+    stale = tmp_path / "lp_s13.mp4"
+    stale.write_bytes(b"left by an earlier run")
+    with pytest.raises(StageError) as err:
+        crops_row(row, CropParams(), str(tmp_path))
+    assert err.value.category == "min_crop_px" and int(err.value.detail) < 256
+    assert list(tmp_path.iterdir()) == []
+
+
+def hostile_row(files: dict[str, Path], name: str, width: int = 160, height: int = 120) -> dict:
+    return {"clip_id": name, "video_uri": str(files[name]), "start_s": 0.0, "end_s": None,
+            "track_boxes": [[40, 30, 40, 40]], "frame_width": width, "frame_height": height}
+
+
+def test_undecodable_video_is_a_decode_error_and_no_file(hostile_videos: dict[str, Path], tmp_path: Path) -> None:
+    files = {**hostile_videos, "garbled": make_garbled_video(tmp_path / "garbled.mp4")}
+    out = tmp_path / "crops"
+    for name in ("zero", "text", "audio", "truncated", "garbled"):
+        with pytest.raises(StageError, match="decode"):
+            crops_row(hostile_row(files, name), CropParams(min_crop_px=16, size=64), str(out))
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(("name", "size", "frames", "audio"), [
+    ("one_frame", (160, 120), 1, False), ("odd", (161, 97), 25, False), ("tiny_talk", (160, 120), 50, True)])
+def test_odd_short_and_talking_synthetic_videos_are_ordinary_rows(
+        hostile_videos: dict[str, Path], tmp_path: Path, name: str, size: tuple, frames: int, audio: bool) -> None:
+    res = crops_row(hostile_row(hostile_videos, name, *size), CropParams(min_crop_px=16, size=64), str(tmp_path))
+    assert (res["n_frames"], res["has_audio"], res["crop_side"]) == (frames, audio, 80)
+    with av.open(res["crop_uri"]) as c:
+        assert (c.streams.video[0].width, sum(1 for _ in c.decode(video=0))) == (64, frames)
+
+
+def test_rotated_video_crop_matches_the_upright_frame(hostile_videos: dict[str, Path], tmp_path: Path) -> None:
+    path = str(hostile_videos["rotated"])  # 160x96 coded, displayed 96x160
+    out = str(tmp_path / "r.mp4")
+    enc = encode_crop(path, 0.0, None, (20, 50, 64), 64, out, crf=0)  # lossless, no resize
+    x, y, s = enc["box"]
+    with av.open(path) as c:
+        ref = [upright(f.to_ndarray(format="yuv420p")[:96], f.rotation)[y:y + s, x:x + s] for f in c.decode(video=0)]
+    with av.open(out) as c:
+        got = [f.to_ndarray(format="yuv420p")[:64] for f in c.decode(video=0)]
+    assert len(got) == len(ref) == enc["n_frames"] == 25 and not enc["has_audio"]
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+
+
+# ---- through the engine, and on S3 --------------------------------------------------------------
+
+STAGES = ["ingest", "probe", "split", "faces", "crops"]
+
+
+def crops_config(tmp: Path, lake: Path | str) -> Path:
+    path = write_config(tmp, lake)
+    doc = yaml.safe_load(path.read_text())
+    doc["stages"] = {k: v for k, v in doc["stages"].items() if k in STAGES}
+    doc["stages"]["crops"] = {"udf": "crops.write", "input": ["silver.faces", "silver.clips"],
+                              "output": "silver.crops", "version": 1, "resources": {"batch": 8},
+                              "params": {"dir": "crops", "size": 512, "min_crop_px": 256}}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.mark.spark
+def test_engine_run_writes_rows_files_and_quarantine(engine, shared_videos: Path, tmp_path: Path) -> None:
+    from jobs.runner import run_pipeline
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    for name in ("lp_d18.mp4", "lp_s13.mp4"):
+        shutil.copy(shared_videos / name, src / name)
+    ctx = make_context(engine, crops_config(tmp_path, tmp_path / "lake"), [str(src)])
+    reports = {r.stage: r for r in run_pipeline(ctx, STAGES, log=lambda m: None)}
+    assert (reports["crops"].pending, reports["crops"].rows, reports["crops"].errors) == (2, 2, 1)
+    out = {r["video_uri"].rsplit("/", 1)[1]: r for r in rows(
+        ctx, "SELECT k.*, c.video_uri FROM silver_crops k JOIN silver_clips c ON c.clip_id = k.clip_id")}
+    good, small = out["lp_d18.mp4"], out["lp_s13.mp4"]
+    assert good["error"] is None and good["crop_uri"] == f"{ctx.cfg.lake}/crops/{good['clip_id']}.mp4"
+    assert (good["crop_size"], good["crop_side"], good["n_frames"], good["has_audio"]) == (512, 480, 216, True)
+    assert small["error"].startswith("min_crop_px:") and small["crop_uri"] is None
+    assert sorted(p.name for p in (Path(ctx.cfg.lake) / "crops").iterdir()) == [f"{good['clip_id']}.mp4"]
+    q = rows(ctx, "SELECT rule, value, threshold FROM quarantine WHERE stage = 'crops'")
+    assert q == [{"rule": "crops.min_crop_px", "value": small["error"].split(": ")[1], "threshold": "256"}]
+    assert [r.pending for r in run_pipeline(ctx, ["crops"], log=lambda m: None)] == [0]
+
+
+@pytest.mark.s3
+def test_crop_of_an_s3_video_into_an_s3_lake(s3_server, shared_videos: Path) -> None:
+    bucket = s3_server.bucket("facevid-crops")
+    client = s3_server.client()
+    client.upload_file(str(shared_videos / "lp_d18.mp4"), "facevid-crops", "raw/lp_d18.mp4")
+    row = {**faces_row(shared_videos, "lp_d18", 0.0, 3.0), "video_uri": f"{bucket}/raw/lp_d18.mp4"}
+    res = crops_row(row, CropParams(), crops_root(f"{bucket}/lake", "crops"))
+    assert res["crop_uri"] == "s3://facevid-crops/lake/crops/lp_d18.mp4"
+    body = client.get_object(Bucket="facevid-crops", Key="lake/crops/lp_d18.mp4")["Body"].read()
+    assert len(body) == res["crop_bytes"]
+    import io
+
+    with av.open(io.BytesIO(body)) as c:
+        assert (c.streams.video[0].width, sum(1 for _ in c.decode(video=0))) == (512, res["n_frames"])

@@ -1,0 +1,241 @@
+"""One decode pass of a clip -> a fixed-square face crop encoded as H.264 (+ AAC audio) mp4.
+
+Frames are cropped on their YUV 4:2:0 planes (no full-frame colour conversion; other pixel
+formats are converted to yuv420p first), resized with OpenCV straight into the output frame's
+buffer, and encoded with libx264 keeping the source timestamps. The audio of the same time range
+is decoded in the same demux pass, resampled, trimmed (silence where the source has none) and
+re-encoded with FFmpeg's native AAC encoder; video and audio both start at the first frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from udfs.base import StageError
+from udfs.video import _open, upright
+
+_EPS = 1e-6
+_FAST_FORMATS = ("yuv420p", "yuvj420p")  # planes used as they are
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+_AAC_FRAME = 1024
+
+
+def rotate_box(x: int, y: int, side: int, degrees: int, w: int, h: int) -> tuple[int, int]:
+    """Top-left corner of square ``(x, y, side)`` of a ``w x h`` image once the image is rotated
+    by ``degrees`` counter-clockwise (multiples of 90; others leave it unchanged, like ``upright``)."""
+    d = int(degrees) % 360
+    if d == 90:
+        return y, w - x - side
+    if d == 180:
+        return w - x - side, h - y - side
+    if d == 270:
+        return h - y - side, x
+    return x, y
+
+
+def coded_square(box: tuple[int, int, int], rotation: int, coded_w: int, coded_h: int
+                 ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The upright square ``box`` in coded (stored) pixels, its corner moved to even coordinates
+    (4:2:0 chroma alignment); returns ``(coded_box, upright_box)`` of the square actually cut."""
+    x, y, side = box
+    swap = int(rotation) % 180 == 90
+    up_w, up_h = (coded_h, coded_w) if swap else (coded_w, coded_h)
+    cx, cy = rotate_box(x, y, side, -rotation, up_w, up_h)
+    cx, cy = cx - cx % 2, cy - cy % 2
+    ux, uy = rotate_box(cx, cy, side, rotation, coded_w, coded_h)
+    return (cx, cy, side), (ux, uy, side)
+
+
+@dataclass
+class _Audio:
+    """Collects the decoded audio of ``[a0, a1)`` (absolute seconds) as resampled float planes."""
+
+    stream: Any
+    rate: int
+    layout: str
+    resampler: Any = None
+    chunks: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (absolute sample, planes)
+    next_pos: int | None = None
+    done: bool = False
+
+    @classmethod
+    def of(cls, stream: Any) -> _Audio:
+        rate = int(stream.rate) if int(stream.rate or 0) in _AAC_RATES else 48000
+        layout = "mono" if stream.channels == 1 else "stereo"
+        return cls(stream, rate, layout, av.AudioResampler(format="fltp", layout=layout, rate=rate))
+
+    def add(self, frame: Any, a0: float | None, a1: float | None) -> None:
+        """Resample ``frame`` (``None`` flushes) and keep what falls in ``[a0, a1)``."""
+        for out in self.resampler.resample(frame):
+            if out.pts is not None:
+                self.next_pos = round(float(out.pts * out.time_base) * self.rate)
+            pos = self.next_pos or 0
+            self.next_pos = pos + out.samples
+            if a0 is not None and self.next_pos <= round(a0 * self.rate):
+                continue  # before the clip
+            if a1 is not None and pos >= round(a1 * self.rate):
+                self.done = True
+                continue
+            self.chunks.append((pos, out.to_ndarray()))
+
+    def encode(self, out: Any, ostream: Any, a0: float, a1: float) -> None:
+        """Mux the samples of ``[a0, a1)`` (zeros where the source has none) from pts 0."""
+        self.add(None, None, None)  # flush the resampler
+        first, n = round(a0 * self.rate), round((a1 - a0) * self.rate)
+        buf = np.zeros((1 if self.layout == "mono" else 2, n), np.float32)
+        for pos, planes in self.chunks:
+            lo, hi = max(pos, first), min(pos + planes.shape[1], first + n)
+            if hi > lo:
+                buf[:, lo - first:hi - first] = planes[:, lo - pos:hi - pos]
+        for start in range(0, n, _AAC_FRAME):
+            frame = av.AudioFrame.from_ndarray(buf[:, start:start + _AAC_FRAME], format="fltp", layout=self.layout)
+            frame.sample_rate, frame.pts, frame.time_base = self.rate, start, Fraction(1, self.rate)
+            out.mux(ostream.encode(frame))
+        out.mux(ostream.encode())
+
+
+class _Writer:
+    """Crops decoded frames into ``size x size`` yuv420p frames and encodes them."""
+
+    def __init__(self, out_path: str, frame: Any, box: tuple[int, int, int], size: int, fps: Fraction,
+                 audio: _Audio | None, crf: int, preset: str, audio_kbps: int) -> None:
+        self.rotation = int(frame.rotation or 0)
+        self.coded_box, self.box = coded_square(box, self.rotation, frame.width, frame.height)
+        cx, cy, side = self.coded_box
+        if min(cx, cy) < 0 or cx + side > frame.width or cy + side > frame.height:
+            raise StageError("decode", f"crop {box} does not fit the decoded frame "
+                                       f"({frame.width}x{frame.height}, rotation {self.rotation})")
+        self.frame_size = (frame.width, frame.height)
+        self.size = size
+        self.interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+        self.buf = np.empty(size * size * 3 // 2, np.uint8)
+        q = size * size // 4
+        self.planes = [self.buf[:size * size].reshape(size, size),
+                       self.buf[size * size:size * size + q].reshape(size // 2, size // 2),
+                       self.buf[size * size + q:].reshape(size // 2, size // 2)]
+        self.full_range = frame.format.name == "yuvj420p" or int(frame.color_range or 0) == 2
+        self.out = av.open(out_path, "w", format="mp4")
+        self.video = self.out.add_stream("libx264", rate=fps)
+        self.video.width = self.video.height = size
+        self.video.pix_fmt = "yuv420p"
+        self.video.codec_context.time_base = frame.time_base
+        if self.full_range:
+            self.video.codec_context.color_range = 2
+        self.video.options = {"crf": str(crf), "preset": preset}
+        self.audio = self.out.add_stream("aac", rate=audio.rate, layout=audio.layout) if audio else None
+        if self.audio is not None:
+            self.audio.bit_rate = audio_kbps * 1000
+        self.closed = False
+        self.first_pts: int | None = None
+        self.last_pts = -1
+        self.n = 0
+
+    def write(self, frame: Any) -> None:
+        if (frame.width, frame.height) != self.frame_size:
+            raise StageError("decode", f"frame size changes mid-clip: {self.frame_size} -> "
+                                       f"{(frame.width, frame.height)}")
+        if frame.format.name not in _FAST_FORMATS:
+            frame = frame.reformat(format="yuv420p")
+        x, y, side = self.coded_box
+        for i, dst in enumerate(self.planes):
+            k = 1 if i == 0 else 2
+            plane = frame.planes[i]
+            arr = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            crop = upright(arr[y // k:(y + side) // k, x // k:(x + side) // k], self.rotation)
+            if side == self.size:
+                dst[...] = crop
+            else:
+                cv2.resize(crop, dst.shape[::-1], dst=dst, interpolation=self.interp)
+        out = av.VideoFrame.from_ndarray(self.buf.reshape(self.size * 3 // 2, self.size), format="yuv420p")
+        if self.full_range:
+            out.color_range = 2
+        pts = frame.pts if frame.pts is not None else self.last_pts + 1
+        if self.first_pts is None:
+            self.first_pts = pts
+        out.pts = max(pts - self.first_pts, self.last_pts + 1)  # strictly increasing for the muxer
+        out.time_base = frame.time_base
+        self.last_pts = out.pts
+        try:
+            self.out.mux(self.video.encode(out))
+        except av.FFmpegError as exc:
+            raise StageError("encode", str(exc)) from exc
+        self.n += 1
+
+    def close(self, audio: _Audio | None, a0: float, a1: float) -> None:
+        try:
+            self.out.mux(self.video.encode())
+            if audio is not None and self.audio is not None:
+                audio.encode(self.out, self.audio, a0, a1)
+            self.out.close()
+        except av.FFmpegError as exc:
+            raise StageError("encode", str(exc)) from exc
+        self.closed = True
+
+    def abort(self) -> None:
+        """Close the output after a failure (the caller deletes the partial file)."""
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self.out.close()
+
+
+def encode_crop(path: str, start_s: float, end_s: float | None, box: tuple[int, int, int], size: int,
+                out_path: str, crf: int = 18, preset: str = "veryfast", audio_kbps: int = 128) -> dict[str, Any]:
+    """Crop upright square ``box`` (x, y, side in upright source pixels) out of every frame with
+    ``start_s <= t < end_s`` (seconds from the video's first frame) into an mp4 at ``out_path``.
+
+    Returns ``box`` (the square cut, corner on even coded pixels), ``t0`` (first frame time),
+    ``n_frames``, ``fps``, ``has_audio``. Raises ``StageError("decode")``."""
+    container, stream = _open(path)
+    tb, origin = stream.time_base, stream.start_time or 0
+    v0 = float(origin * tb)  # absolute time of the video's t = 0
+    fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+    audio = _Audio.of(container.streams.audio[0]) if container.streams.audio else None
+    writer: _Writer | None = None
+    t0 = t_last = -math.inf
+    a1 = None if end_s is None else v0 + end_s
+    try:
+        if start_s > 0:
+            container.seek(origin + int(start_s / tb), stream=stream, backward=True, any_frame=False)
+        video_done = False
+        for packet in container.demux(*([stream] + ([audio.stream] if audio else []))):
+            if audio is not None and packet.stream is audio.stream:
+                if not audio.done:
+                    with contextlib.suppress(av.FFmpegError):  # a bad audio packet is a gap of silence
+                        for frame in packet.decode():
+                            audio.add(frame, v0 + start_s, a1)
+                continue
+            if video_done:
+                if audio is None or audio.done:
+                    break
+                continue
+            for frame in packet.decode():
+                t = float((frame.pts - origin) * tb) if frame.pts is not None else t_last + _EPS
+                if t < start_s - _EPS:
+                    continue
+                if end_s is not None and t >= end_s - _EPS:
+                    video_done = True
+                    break
+                if writer is None:
+                    t0 = t
+                    writer = _Writer(out_path, frame, box, size, fps, audio, crf, preset, audio_kbps)
+                t_last = t
+                writer.write(frame)
+        if writer is None:
+            raise StageError("decode", f"no frames in [{start_s}, {end_s}) of {path}")
+        writer.close(audio, v0 + t0, v0 + t_last + 1 / float(fps))
+    except av.FFmpegError as exc:
+        raise StageError("decode", f"{path}: {exc}") from exc
+    finally:
+        container.close()
+        if writer is not None:
+            writer.abort()
+    return {"box": writer.box, "t0": t0, "n_frames": writer.n, "fps": float(fps), "has_audio": audio is not None}
