@@ -26,6 +26,7 @@ EPILOG = """examples:
   facevid sql --format csv "SELECT rule, count(*) FROM quarantine GROUP BY rule"
   facevid history silver.faces
   facevid maintain --retain-hours 0                # compact every table, drop unreferenced files
+  facevid report --out card/                       # the dataset card: card/index.html + plots
 """
 
 
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     maint.add_argument("--retain-hours", type=int, default=168,
                        help="keep files referenced by versions younger than this (default 168 = 7 days; "
                        "time travel to older versions stops working)")
+    rep = sub.add_parser("report", help="write the dataset card (HTML + PNG plots) from the lake's tables",
+                         description="Hours and clips per source and split, duration/resolution/faces "
+                         "histograms, quality scores with the gold thresholds drawn, clips per identity with "
+                         "the cap, the funnel of quarantine rules, example frames per bucket, and lineage.")
+    _common(rep)
+    rep.add_argument("--out", help="output folder (default: <lake>/_report for a local lake; required for "
+                     "s3:// and uc: lakes)")
+    rep.add_argument("--examples", type=int, default=4, help="example frames per bucket (default 4)")
     hist = sub.add_parser("history", help="Delta commit history of one table (e.g. silver.faces)")
     _common(hist)
     hist.add_argument("table")
@@ -180,7 +189,21 @@ def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "sql": cmd_sql, "history": cmd_history, "maintain": cmd_maintain}
+def cmd_report(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from jobs.report_html import build_report
+
+    out = args.out
+    if out is None:
+        if "://" in cfg.lake or cfg.lake.startswith(("uc:", "dbfs:")):
+            raise ConfigError(f"--out is required for the lake {cfg.lake} (a local folder for the card)")
+        out = f"{cfg.lake}/_report"
+    with _session(cfg) as ctx:
+        page = build_report(ctx, out, args.examples)
+    print(f"dataset card: {page}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "sql": cmd_sql, "history": cmd_history, "maintain": cmd_maintain}
 
 
 def main(argv: list[str] | None = None) -> int:
