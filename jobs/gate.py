@@ -11,7 +11,7 @@ A suite file names a table and a list of expectations::
 
 ``${a.b}`` reads the gold stage's params, ``${stages.<stage>.<param>}`` any stage's, so suites
 cannot drift from ``pipeline.yml``. The gold
-suite also gets one expectation per declared rule. Validation runs through GX's Spark datasource on
+suite also gets one expectation per declared rule on a column gold carries. Validation runs through GX's Spark datasource on
 the engine's DataFrames (verified on Sail's Spark Connect and native Spark). The gold candidate is
 checked with two columns the gate computes itself: ``gate_identity_clips`` (clips per identity)
 and ``gate_identity_splits`` (splits per identity). Results go to ``<lake>/_validation/``.
@@ -85,12 +85,15 @@ def load_suite(path: Path, params: Any) -> dict[str, Any]:
     return {"suite": path.stem, "table": doc["table"], "expectations": items}
 
 
-def rule_expectations(params: Any) -> list[dict[str, Any]]:
-    """One gold expectation per declared selection rule (gold must satisfy what selected it)."""
+def rule_expectations(params: Any, columns: Any) -> list[dict[str, Any]]:
+    """One gold expectation per declared selection rule whose column gold carries (gold must
+    satisfy what selected it)."""
     out = []
     for rule in params.rules.values():
-        if rule.null is not None:
-            name = "expect_column_values_to_be_null" if rule.null else "expect_column_values_to_not_be_null"
+        if rule.column not in columns:
+            continue
+        if rule.is_null is not None:
+            name = "expect_column_values_to_be_null" if rule.is_null else "expect_column_values_to_not_be_null"
             kwargs: dict[str, Any] = {"column": rule.column}
         else:
             name, kwargs = "expect_column_values_to_be_between", {"column": rule.column}
@@ -122,11 +125,14 @@ def validate_frame(df: Any, suite: dict[str, Any]) -> dict[str, Any]:
     with _lock:
         g["n"] += 1
         gx_suite = gx.ExpectationSuite(name=f"{suite['suite']}_{g['n']}")
-        for item in suite["expectations"]:
-            gx_suite.add_expectation(getattr(gx.expectations, _camel(item["expectation"]))(**item["kwargs"]))
+        for i, item in enumerate(suite["expectations"]):
+            cls = getattr(gx.expectations, _camel(item["expectation"]))
+            gx_suite.add_expectation(cls(**item["kwargs"], meta={"facevid_index": i}))
     result = g["batch"].get_batch(batch_parameters={"dataframe": df}).validate(gx_suite)
+    by_index = {res.expectation_config.meta["facevid_index"]: res for res in result.results}  # GX reorders
     results = []
-    for item, res in zip(suite["expectations"], result.results, strict=True):
+    for i, item in enumerate(suite["expectations"]):
+        res = by_index[i]
         r = res.result or {}
         exc = res.exception_info or {}
         raised = exc.get("raised_exception") if isinstance(exc, dict) else False
@@ -191,7 +197,7 @@ def gate_gold(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, A
             raise ConfigError(f"gate suite {name}: {path} not found")
         suite = load_suite(path, root)
         if suite["table"] == spec.output:
-            suite["expectations"] += rule_expectations(params)
+            suite["expectations"] += rule_expectations(params, GOLD_COLUMNS)
             df, version = gold_sdf, "candidate"
         elif ctx.lake.exists(suite["table"]):
             df, version = ctx.current(suite["table"]), ctx.lake.version(suite["table"])

@@ -87,7 +87,7 @@ def rule_lines(ctx: Any, tables: dict[str, pd.DataFrame]) -> list[dict[str, Any]
         return []
     out = []
     for rule in spec.params.rules.values():
-        if rule.null is not None:
+        if rule.is_null is not None:
             continue
         for t in ("silver.quality", "silver.faces", "silver.crops", "silver.clips"):
             df = tables.get(t)

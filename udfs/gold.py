@@ -1,6 +1,6 @@
 """Gold selection as pure pandas: declared rules, the per-identity cap, a stable identity-disjoint split.
 
-Rules are data (``{column, min, max}`` or ``{column, null: true|false}``). A clip reaches gold
+Rules are data (``{column, min, max}`` or ``{column, is_null: true|false}``). A clip reaches gold
 when it passes every rule whose input row is good; each failed rule becomes a quarantine row with
 the measured value and the threshold. Among passing clips, each identity keeps its best
 ``per_identity_max_clips`` by ``rank_by``. Splits are by identity and sticky: an identity that
@@ -23,39 +23,39 @@ from udfs.base import validate
 
 @dataclass(frozen=True)
 class Rule:
-    """``min <= column <= max`` (either bound optional), or ``column IS [NOT] NULL`` (``null``)."""
+    """``min <= column <= max`` (either bound optional), or ``column IS [NOT] NULL`` (``is_null``)."""
 
     name: str
     column: str
     min: float | None = None
     max: float | None = None
-    null: bool | None = None
+    is_null: bool | None = None
 
     @classmethod
     def parse(cls, name: str, decl: Any) -> Rule:
         if not isinstance(decl, dict) or "column" not in decl:
-            raise ValueError(f"gold.rules.{name}: needs `column` and `min`/`max` or `null`")
-        extra = sorted(set(decl) - {"column", "min", "max", "null"})
+            raise ValueError(f"gold.rules.{name}: needs `column` and `min`/`max` or `is_null`")
+        extra = sorted(str(k) for k in set(decl) - {"column", "min", "max", "is_null"})
         if extra:
             raise ValueError(f"gold.rules.{name}: unknown key(s) {', '.join(extra)}")
         rule = cls(name=name, **decl)
-        if rule.min is None and rule.max is None and rule.null is None:
-            raise ValueError(f"gold.rules.{name}: give `min`, `max` or `null`")
-        if rule.null is not None and (rule.min is not None or rule.max is not None):
-            raise ValueError(f"gold.rules.{name}: `null` cannot be combined with bounds")
+        if rule.min is None and rule.max is None and rule.is_null is None:
+            raise ValueError(f"gold.rules.{name}: give `min`, `max` or `is_null`")
+        if rule.is_null is not None and (rule.min is not None or rule.max is not None):
+            raise ValueError(f"gold.rules.{name}: `is_null` cannot be combined with bounds")
         return rule
 
     @property
     def threshold(self) -> str:
-        if self.null is not None:
-            return "null" if self.null else "not null"
+        if self.is_null is not None:
+            return "null" if self.is_null else "not null"
         parts = ([f">= {self.min:g}"] if self.min is not None else []) + (
             [f"<= {self.max:g}"] if self.max is not None else [])
         return " and ".join(parts)
 
     def passes(self, values: pd.Series) -> pd.Series:
-        if self.null is not None:
-            return values.isna() if self.null else values.notna()
+        if self.is_null is not None:
+            return values.isna() if self.is_null else values.notna()
         num = pd.to_numeric(values, errors="coerce")
         ok = num.notna()
         if self.min is not None:

@@ -65,7 +65,7 @@ class GoldParams:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rules, dict):
-            raise ValueError("gold.rules must map rule names to {column, min, max} or {column, null}")
+            raise ValueError("gold.rules must map rule names to {column, min, max} or {column, is_null}")
         self.rules = {name: r if isinstance(r, Rule) else Rule.parse(name, r) for name, r in self.rules.items()}
         self.split = self.split if isinstance(self.split, SplitParams) else SplitParams(**(self.split or {}))
         self.gate = self.gate if isinstance(self.gate, GateParams) else GateParams(**(self.gate or {}))
@@ -106,7 +106,7 @@ class SelectGold(TableOp):
         params: GoldParams = spec.params
         rules = list(params.rules.values())
         if "identity_id" not in {r.column for r in rules}:
-            rules.append(Rule(name="identity", column="identity_id", null=False))
+            rules.append(Rule(name="identity", column="identity_id", is_null=False))
         ready = pd.DataFrame({r.name: self._ready(clips, r.column) for r in rules}, index=clips.index)
         passed, failures = apply_rules(clips, rules, ready)
         gold = clips[passed].copy()

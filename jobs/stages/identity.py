@@ -1,0 +1,71 @@
+"""``identity.embed`` -> ``silver.embeddings`` (per clip) and ``identity.cluster`` ->
+``silver.identities`` (whole table: stable identities and near-duplicate re-uploads)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from jobs.config import StageSpec
+from jobs.stages.base import Op, TableOp, clip_track_frame, register
+from udfs.base import RowFn
+from udfs.identity import EMBED_COLUMNS, EmbedParams, embed_clip
+from udfs.identity_cluster import IDENTITY_COLUMNS, ClusterParams
+from udfs.identity_table import build_identities
+from udfs.storage import local_path
+
+if TYPE_CHECKING:
+    from jobs.runner import Context
+
+
+@register
+class EmbedFaces(Op):
+    """The mean dlib 128-d descriptor of the main face track over ``frames`` detected samples, its
+    spread, and dHashes of ``frames`` whole frames. The clip is decoded once; models load once per
+    worker thread. Clips without a face track are ``no_face`` error rows."""
+
+    name = "identity.embed"
+    default_input = ["silver.faces", "silver.clips"]
+    default_output = "silver.embeddings"
+    input_key = "clip_id"
+    key = "clip_id"
+    passthrough = ("clip_id", "video_id")
+    columns = EMBED_COLUMNS
+    params_cls = EmbedParams
+
+    def input_frame(self, ctx: Context, spec: StageSpec) -> Any:
+        return clip_track_frame(ctx, spec)
+
+    def row_fn(self, spec: StageSpec) -> RowFn:
+        params = spec.params
+
+        def embed(row: dict[str, Any]) -> dict[str, Any]:
+            with local_path(row["video_uri"]) as path:
+                return embed_clip(path, row, params)
+
+        return embed
+
+
+@register
+class ClusterIdentities(TableOp):
+    """One identity per clip: kept from the previous output, declared by the source, or the nearest
+    centroid / a new agglomerative cluster of the embeddings; plus ``duplicate_of`` for footage
+    re-uploaded as another video (see ``udfs.identity_cluster``)."""
+
+    name = "identity.cluster"
+    default_input = ["silver.embeddings", "bronze.files"]
+    default_output = "silver.identities"
+    key = "clip_id"
+    columns = IDENTITY_COLUMNS
+    params_cls = ClusterParams
+
+    def build(self, ctx: Context, spec: StageSpec, previous: pd.DataFrame | None) -> pd.DataFrame:
+        if len(spec.inputs) < 2:
+            raise ValueError(f"stage {spec.name}: input must list the embeddings table and the files table")
+        emb = (ctx.current(spec.inputs[0]).filter("error IS NULL")
+               .select("clip_id", "video_id", "embedding", "frame_hashes").toPandas())
+        files = ctx.current(spec.inputs[1])
+        wanted = [c for c in ("uri", "source", "video_id", "identity") if c in files.columns]
+        files = files.filter("error IS NULL").select(*wanted).toPandas()
+        return build_identities(emb, files, previous, spec.params)
