@@ -138,7 +138,7 @@ def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print
                              ctx.lake.version(spec.output))
         _log_run(ctx, spec, report, versions, started, status="gate_failed")
         raise
-    unchanged = previous is not None and _same_rows(previous, table, names, op.key)
+    unchanged = previous is not None and _same_rows(previous, table, {**op.columns, "error": "string"}, op.key)
     if not unchanged:
         table["processed_at"] = pd.Timestamp.now(tz="UTC")
         ctx.lake.create(spec.output, schema)
@@ -155,11 +155,13 @@ def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print
     return report
 
 
-def _same_rows(previous: pd.DataFrame, table: pd.DataFrame, names: list[str], key: str) -> bool:
-    """Whether a rebuilt table equals the committed one (ignoring ``processed_at``)."""
+def _same_rows(previous: pd.DataFrame, table: pd.DataFrame, types: dict[str, str], key: str) -> bool:
+    """Whether a rebuilt table equals the committed one (ignoring ``processed_at``); both sides get
+    the same dtypes first (Spark hands back a null int as NaN, the rebuilt table holds <NA>)."""
+    names = list(types)
     if len(previous) != len(table) or set(names) - set(previous.columns):
         return False
-    left = previous[names].sort_values(key, ignore_index=True).astype(str)
+    left = conform(previous[names].sort_values(key, ignore_index=True), types).astype(str)
     return bool(left.equals(table[names].astype(str)))
 
 

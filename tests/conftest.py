@@ -31,12 +31,37 @@ def engine():
     eng.stop()
 
 
+@pytest.fixture(scope="session")
+def full_run(engine, shared_videos: Path, tmp_path_factory):
+    """The whole declared pipeline once on the 18 shared videos; shared by the e2e test modules,
+    which must not change its lake (copy it first, see ``copy_lake``). Returns (ctx, reports)."""
+    from jobs.runner import run_pipeline
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    ctx = make_context(engine, write_config(tmp, tmp / "lake"), [str(shared_videos)])
+    reports = run_pipeline(ctx, log=lambda m: None)
+    return ctx, {r.stage: r for r in reports}
+
+
+def copy_lake(ctx, tmp: Path, stages: dict | None = None):
+    """A context on a private copy of ``ctx``'s (local) lake, with per-stage config overrides."""
+    import shutil
+
+    shutil.copytree(ctx.cfg.lake, tmp / "lake")
+    return make_context(ctx.engine, write_config(tmp, tmp / "lake", stages), [s.uri for s in ctx.cfg.sources])
+
+
 def write_config(tmp: Path, lake: Path | str, stages: dict | None = None, name: str = "pipeline.yml") -> Path:
     """A copy of the repo's pipeline.yml with per-stage overrides merged in (e.g. batch sizes)."""
     import yaml
 
     doc = yaml.safe_load((REPO / "pipeline.yml").read_text())
     doc["lake"] = str(lake)
+    for decl in doc["stages"].values():  # paths relative to the repo's pipeline.yml stay valid
+        params = decl.get("params") or {}
+        for key, value in params.items():
+            if key.endswith("_path") and isinstance(value, str) and not Path(value).is_absolute():
+                params[key] = str(REPO / value)
     for stage, decl in (stages or {}).items():
         for key, value in decl.items():
             if isinstance(value, dict):
