@@ -20,12 +20,17 @@ def write(tmp_path: Path, doc: dict) -> Path:
 
 
 def base_doc() -> dict:
-    return yaml.safe_load((REPO / "pipeline.yml").read_text())
+    doc = yaml.safe_load((REPO / "pipeline.yml").read_text())
+    doc["stages"]["gold"]["params"]["expectations_path"] = str(REPO / "expectations")  # written elsewhere
+    return doc
 
 
 def test_repo_pipeline_loads_in_dependency_order() -> None:
     cfg = load_config(REPO / "pipeline.yml")
-    assert [s.name for s in cfg.ordered()] == ["ingest", "probe", "split", "faces"]
+    order = [s.name for s in cfg.ordered()]
+    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "embed", "identities", "gold"]
+    assert cfg.stages["gold"].inputs[0] == "silver.clips" and len(cfg.stages["gold"].inputs) == 6
+    assert Path(cfg.stages["gold"].params.expectations_path).is_dir()
     assert cfg.stages["faces"].params.sample_fps == 2.0
     assert cfg.stages["split"].params.min_clip_s == 2.0
     assert Path(cfg.lake).is_absolute()
@@ -97,3 +102,26 @@ def test_unknown_engine_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="unknown engine 'yarn'"):
         start_engine("yarn")
+
+
+def test_multi_input_stages_and_bad_input_lists(tmp_path: Path) -> None:
+    doc = base_doc()
+    doc["stages"]["quality"]["input"] = ["silver.faces", "silver.faces"]
+    with pytest.raises(ConfigError, match="input lists a table twice"):
+        load_config(write(tmp_path, doc))
+    doc = base_doc()
+    doc["stages"]["quality"]["input"] = ["silver.faces", "silver.nowhere"]
+    with pytest.raises(ConfigError, match="input table silver.nowhere is produced by no declared stage"):
+        load_config(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"column": "x", "is_null": True, "min": 1}, "cannot be combined"),
+    ({"min": 1}, "needs `column`"),
+    ({"column": "x", "null": True}, "unknown key"),
+])
+def test_bad_gold_rules_are_config_errors(tmp_path: Path, rule: dict, message: str) -> None:
+    doc = base_doc()
+    doc["stages"]["gold"]["params"]["rules"]["bad"] = rule
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, doc))
