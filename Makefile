@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints-build.txt
 install: $(STAMP)
 
 demo: install
-	@echo "== facevid run: ingest -> probe -> split -> faces into $(LAKE)"
+	@echo "== facevid run: ingest -> probe -> split -> faces -> quality, crops, embed -> identities -> gold into $(LAKE)"
 	@$(FACEVID) run $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
 	@echo "== facevid status"
 	@$(FACEVID) status $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
@@ -36,6 +36,14 @@ demo: install
 	  min(f.n_tracks) AS min_tracks, round(avg(f.face_px)) AS face_px, first(v.error) AS error \
 	  FROM bronze_videos v LEFT JOIN silver_faces f ON f.video_id = v.video_id \
 	  GROUP BY v.uri, v.duration_s, v.width, v.height ORDER BY file"
+	@echo "== facevid sql: why clips did not reach gold"
+	@$(FACEVID) sql $(OPTS) "SELECT rule, count(DISTINCT key) AS clips, min(value) AS example, \
+	  first(threshold) AS threshold FROM quarantine GROUP BY rule ORDER BY clips DESC"
+	@echo "== facevid sql: the gold dataset"
+	@$(FACEVID) sql $(OPTS) "SELECT split, count(*) AS clips, round(sum(duration_s), 1) AS seconds, \
+	  count(DISTINCT identity_id) AS identities FROM gold_clips GROUP BY split"
+	@echo "== facevid report"
+	@$(FACEVID) report $(OPTS)
 
 lint: install
 	$(BIN)/ruff check .

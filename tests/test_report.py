@@ -1,0 +1,49 @@
+"""The dataset card on the full e2e lake and on a lake where only the first stages ran."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import make_context, rows, write_config
+
+from jobs.report import funnel, load_tables, rule_lines, split_summary
+from jobs.report_html import build_report
+from jobs.runner import run_pipeline
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+
+
+def test_card_on_the_full_lake(full_run, tmp_path: Path) -> None:
+    ctx, _ = full_run
+    page = build_report(ctx, tmp_path / "card", n_examples=2)
+    text = page.read_text()
+    images = re.findall(r'src="([^"]+)"', text)
+    assert "identities.png" in images and "funnel.png" in images and any(i.startswith("ex_") for i in images)
+    for name in images:
+        head = (tmp_path / "card" / name).read_bytes()[:4]
+        assert head in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb", b"\xff\xd8\xff\xe1"), name
+    tables = load_tables(ctx)
+    summary = split_summary(tables)
+    gold = rows(ctx, "SELECT split, count(*) AS n FROM gold_clips GROUP BY split")
+    assert {r.split: r.clips for r in summary.itertuples()} == {g["split"]: g["n"] for g in gold}
+    _, per_rule = funnel(tables)
+    sql = rows(ctx, "SELECT rule, count(DISTINCT key) AS n FROM quarantine GROUP BY rule")
+    assert dict(zip(per_rule["rule"], per_rule["clips"], strict=True)) == {r["rule"]: r["n"] for r in sql}
+    lines = {r["rule"]: r for r in rule_lines(ctx, tables)}
+    assert lines["min_sharpness"]["min"] == ctx.cfg.stages["gold"].params.rules["min_sharpness"].min
+    assert 0 < lines["min_sharpness"]["fail_share"] < 1 and "rule_min_sharpness.png" in images
+
+
+def test_card_on_a_lake_with_only_bronze(engine, shared_videos: Path, tmp_path: Path, capsys) -> None:
+    from jobs.cli import main
+
+    cfg = write_config(tmp_path, tmp_path / "lake")
+    ctx = make_context(engine, cfg, [str(shared_videos / "lp_d18.mp4")])
+    run_pipeline(ctx, ["ingest", "probe"], log=lambda m: None)
+    assert main(["report", "--config", str(cfg), "--out", str(tmp_path / "card")]) == 0
+    assert "dataset card:" in capsys.readouterr().out
+    text = (tmp_path / "card" / "index.html").read_text()
+    assert "not available" in text and "resolution.png" in text
+    assert main(["report", "--config", str(cfg), "--lake", "s3://bucket/lake"]) == 2  # --out required
