@@ -18,7 +18,7 @@ def _clips() -> pd.DataFrame:
 def test_rules_fail_with_measured_value_and_threshold() -> None:
     clips = _clips()
     rules = [Rule("single_face", "n_tracks", max=1), Rule("max_border_px", "border_px", max=20),
-             Rule("not_duplicate", "duplicate_of", null=True)]
+             Rule("not_duplicate", "duplicate_of", is_null=True)]
     ready = pd.DataFrame({r.name: True for r in rules}, index=clips.index)
     passed, failures = apply_rules(clips, rules, ready)
     assert passed.tolist() == [True, False, False, False]
@@ -37,8 +37,8 @@ def test_rules_on_an_input_without_a_good_row_are_not_judged_but_block_the_clip(
 
 
 @pytest.mark.parametrize("decl, message", [
-    ({"min": 1}, "needs `column`"), ({"column": "x"}, "give `min`, `max` or `null`"),
-    ({"column": "x", "null": True, "max": 1}, "cannot be combined"), ({"column": "x", "maxx": 1}, "unknown key"),
+    ({"min": 1}, "needs `column`"), ({"column": "x"}, "give `min`, `max` or `is_null`"),
+    ({"column": "x", "is_null": True, "max": 1}, "cannot be combined"), ({"column": "x", "maxx": 1}, "unknown key"),
 ])
 def test_bad_rules_are_config_errors(decl: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
