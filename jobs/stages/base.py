@@ -75,6 +75,31 @@ def clip_track_frame(ctx: Context, spec: StageSpec) -> Any:
     return faces.join(clips, "clip_id", "inner")
 
 
+class ClipTrackOp(Op):
+    """A per-clip op over the face track: input ``clip_track_frame``, the clip's video opened as a
+    local file, then the pure ``clip_fn(path, row, params)``."""
+
+    default_input = ["silver.faces", "silver.clips"]
+    input_key = "clip_id"
+    key = "clip_id"
+    passthrough = ("clip_id", "video_id")
+    clip_fn: ClassVar[Any]  # staticmethod(fn(path, row, params) -> dict)
+
+    def input_frame(self, ctx: Context, spec: StageSpec) -> Any:
+        return clip_track_frame(ctx, spec)
+
+    def row_fn(self, spec: StageSpec) -> RowFn:
+        from udfs.storage import local_path
+
+        params, fn = spec.params, self.clip_fn
+
+        def run(row: dict[str, Any]) -> dict[str, Any]:
+            with local_path(row["video_uri"]) as path:
+                return fn(path, row, params)
+
+        return run
+
+
 class TableOp(Op):
     """A whole-table stage (clustering, selection): reads its inputs and returns the complete
     output table as pandas; the runner overwrites the output in one commit.

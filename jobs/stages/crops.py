@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import ConfigError, StageSpec
-from jobs.stages.base import Op, clip_track_frame, register
+from jobs.stages.base import ClipTrackOp, register
 from udfs.base import RowFn
 from udfs.crops import CROPS_COLUMNS, CropParams, crops_root, crops_row
 
@@ -14,17 +14,13 @@ if TYPE_CHECKING:
 
 
 @register
-class WriteCrops(Op):
+class WriteCrops(ClipTrackOp):
     """One square per clip around the smoothed main face track, resized to ``size`` and written to
     ``<lake>/<dir>/<clip_id>.mp4`` with the clip's audio. Squares under ``min_crop_px`` source
     pixels and clips without a face track are error rows (no file)."""
 
     name = "crops.write"
-    default_input = ["silver.faces", "silver.clips"]
     default_output = "silver.crops"
-    input_key = "clip_id"
-    key = "clip_id"
-    passthrough = ("clip_id", "video_id")
     columns = CROPS_COLUMNS
     params_cls = CropParams
     root: str | None = None  # resolved crop folder, set by input_frame (the runner calls it first)
@@ -34,7 +30,7 @@ class WriteCrops(Op):
             self.root = crops_root(ctx.cfg.lake, spec.params.dir)
         except ValueError as exc:
             raise ConfigError(f"stage {spec.name}: {exc}") from exc
-        return clip_track_frame(ctx, spec)
+        return super().input_frame(ctx, spec)
 
     def row_fn(self, spec: StageSpec) -> RowFn:
         if self.root is None:

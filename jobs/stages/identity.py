@@ -3,48 +3,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from jobs.config import StageSpec
-from jobs.stages.base import Op, TableOp, clip_track_frame, register
-from udfs.base import RowFn
+from jobs.stages.base import ClipTrackOp, TableOp, register
 from udfs.identity import EMBED_COLUMNS, EmbedParams, embed_clip
 from udfs.identity_cluster import IDENTITY_COLUMNS, ClusterParams
 from udfs.identity_table import build_identities
-from udfs.storage import local_path
 
 if TYPE_CHECKING:
     from jobs.runner import Context
 
 
 @register
-class EmbedFaces(Op):
+class EmbedFaces(ClipTrackOp):
     """The mean dlib 128-d descriptor of the main face track over ``frames`` detected samples, its
     spread, and dHashes of ``frames`` whole frames. The clip is decoded once; models load once per
     worker thread. Clips without a face track are ``no_face`` error rows."""
 
     name = "identity.embed"
-    default_input = ["silver.faces", "silver.clips"]
     default_output = "silver.embeddings"
-    input_key = "clip_id"
-    key = "clip_id"
-    passthrough = ("clip_id", "video_id")
     columns = EMBED_COLUMNS
     params_cls = EmbedParams
-
-    def input_frame(self, ctx: Context, spec: StageSpec) -> Any:
-        return clip_track_frame(ctx, spec)
-
-    def row_fn(self, spec: StageSpec) -> RowFn:
-        params = spec.params
-
-        def embed(row: dict[str, Any]) -> dict[str, Any]:
-            with local_path(row["video_uri"]) as path:
-                return embed_clip(path, row, params)
-
-        return embed
+    clip_fn = staticmethod(embed_clip)
 
 
 @register
