@@ -10,6 +10,7 @@ gold version current and the job exits non-zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -73,9 +74,8 @@ class GoldParams:
         validate("gold", [
             (self.per_identity_max_clips is None or self.per_identity_max_clips >= 1,
              f"per_identity_max_clips must be >= 1 or null, got {self.per_identity_max_clips}"),
-            (self.expectations_path is None or "://" in self.expectations_path
-             or __import__("pathlib").Path(self.expectations_path).is_dir(),
-             f"expectations_path {self.expectations_path} is not a directory"),
+            (self.expectations_path is None or Path(self.expectations_path).is_dir(),
+             f"expectations_path {self.expectations_path} is not a local directory"),
         ])
 
 
