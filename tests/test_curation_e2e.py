@@ -123,7 +123,9 @@ def test_split_is_identity_disjoint_and_the_gate_passed(full_run) -> None:
     per = rows(ctx, "SELECT identity_id, count(DISTINCT split) AS n FROM gold_clips GROUP BY identity_id")
     assert per and all(p["n"] == 1 for p in per)
     latest = json.loads((Path(ctx.cfg.lake) / "_validation" / "gold.clips" / "latest.json").read_text())
-    assert latest["success"] is True and {s["table"] for s in latest["suites"]} >= {"gold.clips", "silver.identities"}
+    assert latest["success"] is True
+    assert {s["table"] for s in latest["suites"]} == {"bronze.videos", "silver.clips", "silver.faces", "silver.quality",
+                                                      "silver.identities", "gold.clips"}
 
 
 def test_changing_a_threshold_rebuilds_gold_without_any_model_stage(full_run, tmp_path: Path) -> None:
