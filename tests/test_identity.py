@@ -86,7 +86,8 @@ def test_fixed_ids_stay_and_new_clips_join_the_nearest_centroid() -> None:
     assert forced[0] == "odd" and forced[1] == forced[2] == "odd"  # a fixed clip is never moved
 
 
-def test_near_duplicates_match_brute_force() -> None:
+@pytest.mark.parametrize("bits", [2, 6, 9])
+def test_near_duplicates_match_brute_force(bits: int) -> None:
     rng = np.random.default_rng(3)
     base = rng.integers(-(2**63), 2**63 - 1, (40, 5), dtype=np.int64)
     hashes = [base[i % 40].copy() for i in range(60)]  # clips 40..59 copy clips 0..19 with bit flips
@@ -99,19 +100,19 @@ def test_near_duplicates_match_brute_force() -> None:
     hashes.append(np.zeros(5, np.int64))  # flat frames never match
     hashes.append(np.zeros(5, np.int64))
     videos += ["flat1", "flat2"]
-    params = ClusterParams(dup_hamming=6, dup_min_frames=3)
+    params = ClusterParams(dup_hamming=bits, dup_min_frames=3)
     rank = np.arange(len(hashes))
     dup, ham = near_duplicates(videos, hashes, rank, np.ones(len(hashes), bool), params)
     for i, h in enumerate(hashes):
         want, best = None, None
         for j in range(i):
             d = np.bitwise_count(np.asarray(h).view(np.uint64)[:, None] ^ np.asarray(hashes[j]).view(np.uint64)[None])
-            m = (d <= 6) & (np.asarray(h)[:, None] != 0) & (np.asarray(hashes[j])[None] != 0)
+            m = (d <= bits) & (np.asarray(h)[:, None] != 0) & (np.asarray(hashes[j])[None] != 0)
             if videos[i] != videos[j] and m.any(1).sum() >= 3 and m.any(0).sum() >= 3:
                 want, best = j, int(d[m].min())
                 break
         assert (dup[i], ham[i]) == (want, best), i
-    assert sum(d is not None for d in dup) >= 10 and dup[41] is None
+    assert sum(d is not None for d in dup) >= {2: 1, 6: 10, 9: 15}[bits] and dup[41] is None
     only = near_duplicates(videos, hashes, rank, np.arange(len(hashes)) == 45, params)[0]
     assert [i for i, d in enumerate(only) if d is not None] == ([45] if dup[45] is not None else [])
 

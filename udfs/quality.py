@@ -1,10 +1,13 @@
 """Per-clip quality scores (score, then decide: nothing here filters).
 
-One decode pass over ``[start_s, end_s)`` at ``sample_fps``; per sample: sharpness (Laplacian
-variance of the face region resized to 128 px and of the frame at 512 px), exposure (mean luma,
-clipped fractions), black borders, DIS optical-flow motion between consecutive samples, head pose
-from the main track's 5 landmarks; OCR on ``ocr_frames`` seeded-random samples; optional learned
-scores (``udfs.scorers``). Face boxes/landmarks come from ``silver.faces`` (original pixels).
+One decode pass over ``[start_s, end_s)``: frames at ``motion_fps`` for optical flow between
+consecutive frames (0.1 s apart by default: DIS recovers displacements up to ~20 px at 256 px,
+so pans up to ~200 px/s read true; samples 0.5 s apart read a fast pan as slow), of which those
+at ``sample_fps`` (the faces stage's sample times) are the samples for sharpness, exposure, black
+borders and head pose; OCR on ``ocr_frames`` seeded-random samples, learned scores on
+``scorer_frames`` evenly spread samples. Face boxes and landmarks come from ``silver.faces``
+(source pixels). Measures: ``udfs.quality_measures``, pose: ``udfs.quality_pose``, OCR:
+``udfs.ocr``, learned scores: ``udfs.scorers``.
 """
 
 from __future__ import annotations
@@ -12,49 +15,54 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
+from udfs import quality_measures as qm
 from udfs.base import StageError, cached_model, validate
 from udfs.ocr import count_text
-from udfs.scorers import SCORES, score_image, scorer_paths
+from udfs.quality_pose import head_pose, pose_summary
+from udfs.scorers import SCORES, LearnedScores, path_checks, warn_disabled
 from udfs.video import fit_max_side, iter_frames
 
 QUALITY_COLUMNS: dict[str, str] = {
-    "n_samples": "int",
-    "sharpness_face": "double",  # Laplacian variance, face box resized to 128x128 gray (median)
-    "sharpness_frame": "double",  # Laplacian variance, frame at 512 px longest side (median)
+    "n_samples": "int",  # frames analysed at sample_fps
+    "sharpness_face": "double",  # Laplacian variance of the gray face box scaled to face_side px (median)
+    "sharpness_frame": "double",  # Laplacian variance of the gray frame at 512 px longest side (median)
     "brightness_mean": "double",  # mean luma 0-255 (median over samples)
-    "dark_frac": "double",  # share of pixels with luma <= 16
-    "bright_frac": "double",  # share of pixels with luma >= 239
-    "face_brightness": "double",
-    "border_px": "int",  # thickest black border, original pixels
+    "dark_frac": "double",  # share of pixels with luma <= 16 (median)
+    "bright_frac": "double",  # share of pixels with luma >= 239 (median)
+    "face_brightness": "double",  # mean luma in the face box (median)
+    "border_px": "int",  # thickest black border of the four, source pixels
     "border_top": "int", "border_bottom": "int", "border_left": "int", "border_right": "int",
-    "ocr_chars": "int",  # most characters recognised in one OCR frame
-    "ocr_text": "string",
-    "motion_mean": "double",  # mean optical-flow magnitude, px/s at 256 px longest side
-    "motion_global": "double",  # median flow magnitude (camera motion / shake), px/s at 256 px
-    "motion_face": "double",  # mean flow magnitude inside the face box, px/s at 256 px
-    "static_frac": "double",  # share of sample pairs with motion_mean < static_px_s
-    "yaw_deg": "double", "pitch_deg": "double", "roll_deg": "double",  # median |angle|
-    "yaw_max_deg": "double",
-    "frontal_frac": "double",  # share of samples with |yaw| <= frontal_yaw_deg and |pitch| <= frontal_pitch_deg
-    "face_px": "double", "face_area_frac": "double",  # from silver.faces
-    **{name: "double" for name in SCORES},  # learned scores: null unless their model path is set
+    "ocr_chars": "int",  # most non-space characters recognised in one OCR frame
+    "ocr_text": "string",  # that frame's text (<= 200 characters)
+    "motion_mean": "double",  # mean optical-flow magnitude, px/s at 256 px longest side (mean over pairs)
+    "motion_global": "double",  # camera motion: median magnitude outside the face, px/s at 256 px
+    "motion_face": "double",  # mean magnitude inside the face box, px/s at 256 px
+    "static_frac": "double",  # share of frame pairs with motion_mean < static_px_s
+    "yaw_deg": "double", "pitch_deg": "double", "roll_deg": "double",  # median |angle| over samples
+    "yaw_max_deg": "double",  # largest |yaw|
+    "frontal_frac": "double",  # share of posed samples with |yaw| <= frontal_yaw_deg, |pitch| <= frontal_pitch_deg
+    "face_px": "double", "face_area_frac": "double",  # copied from silver.faces
+    **{name: "double" for name in SCORES},  # learned scores: null unless their ONNX model is set
     "quality_ms": "double",
 }
-_FACE_SIDE, _FRAME_SIDE, _FLOW_SIDE = 128, 512, 256
-_BLACK, _FLAT = 20.0, 6.0  # border rows/cols: mean luma <= _BLACK in every sample and std <= _FLAT
+DECODE_SIDE = 1920  # larger sources are decoded downscaled to this longest side (borders stay in source px)
+_EPS = 1e-6
 
 
 @dataclass
 class QualityParams:
-    """Sampling, OCR and pose parameters; ``*_path`` enable the learned scores (ONNX)."""
+    """Sampling, OCR, motion and pose parameters; ``<score>_path`` enable the learned scores."""
 
     sample_fps: float = 2.0
+    motion_fps: float = 10.0
+    face_side: int = 128
     ocr: bool = True
     ocr_frames: int = 5
     ocr_max_side: int = 640
@@ -69,165 +77,200 @@ class QualityParams:
     age_path: str | None = None
     scorer_size: int = 224
     scorer_frames: int = 3
+    scorer_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    scorer_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
     def __post_init__(self) -> None:
         validate("quality", [
             (self.sample_fps > 0, f"sample_fps must be > 0, got {self.sample_fps}"),
+            (self.motion_fps > 0, f"motion_fps must be > 0, got {self.motion_fps}"),
+            (16 <= self.face_side <= 1024, f"face_side must be in [16, 1024], got {self.face_side}"),
+            (isinstance(self.ocr, bool), f"ocr must be true or false, got {self.ocr!r}"),
             (self.ocr_frames >= 0, f"ocr_frames must be >= 0, got {self.ocr_frames}"),
             (self.ocr_max_side >= 64, f"ocr_max_side must be >= 64, got {self.ocr_max_side}"),
             (0 <= self.ocr_min_score <= 1, f"ocr_min_score must be in [0, 1], got {self.ocr_min_score}"),
             (self.static_px_s >= 0, f"static_px_s must be >= 0, got {self.static_px_s}"),
-            (0 < self.frontal_yaw_deg <= 90 and 0 < self.frontal_pitch_deg <= 90, "frontal_*_deg must be in (0, 90]"),
-            (self.scorer_size >= 16 and self.scorer_frames >= 1, "scorer_size must be >= 16 and scorer_frames >= 1"),
-            *[(ok, msg) for ok, msg in scorer_paths(self).values()],
+            (0 < self.frontal_yaw_deg <= 90, f"frontal_yaw_deg must be in (0, 90], got {self.frontal_yaw_deg}"),
+            (0 < self.frontal_pitch_deg <= 90, f"frontal_pitch_deg must be in (0, 90], got {self.frontal_pitch_deg}"),
+            (self.scorer_size >= 16, f"scorer_size must be >= 16, got {self.scorer_size}"),
+            (self.scorer_frames >= 1, f"scorer_frames must be >= 1, got {self.scorer_frames}"),
+            (len(self.scorer_mean) == 3 and len(self.scorer_std) == 3 and min(self.scorer_std) > 0,
+             f"scorer_mean and scorer_std must be 3 numbers (RGB), std > 0; got {self.scorer_mean}, {self.scorer_std}"),
+            *path_checks(self),
         ])
 
 
 def _dis() -> Any:
-    """DIS optical flow (fast preset): recovers large displacements between samples that
-    Farneback underestimates by half, at a tenth of its cost."""
+    """DIS optical flow, fast preset (1 ms a 256 px pair; Farneback: 5 ms and fails beyond ~12 px)."""
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
 
-def head_pose(lms: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees from 5 points (eyes, nose, mouth corners; image left first).
-
-    Geometric: roll is the eye line's angle; in the roll-corrected frame the nose tip's offset from
-    the eye midpoint, over half the eye distance, is ~tan(yaw) (nose depth ~ half eye distance), and
-    its height between the eye and mouth lines, against 0.55 when frontal, gives pitch (+ = down).
-    Positive yaw = nose towards the image's right."""
-    p = np.asarray(lms, np.float64).reshape(5, 2)
-    le, re, nose, ml, mr = p
-    roll = math.degrees(math.atan2(re[1] - le[1], re[0] - le[0]))
-    c, s = math.cos(-math.radians(roll)), math.sin(-math.radians(roll))
-    mid = (le + re) / 2
-    q = (p - mid) @ np.array([[c, s], [-s, c]])
-    half_eye = max(abs(q[1, 0] - q[0, 0]) / 2, 1e-6)
-    yaw = math.degrees(math.atan((q[2, 0]) / half_eye / 1.1))
-    mouth_y = (q[3, 1] + q[4, 1]) / 2
-    ratio = q[2, 1] / mouth_y if mouth_y > 1e-6 else 0.55
-    pitch = math.degrees(math.atan((ratio - 0.55) / 0.55))
-    return yaw, pitch, roll
+def _seq(row: dict[str, Any], key: str) -> list:
+    value = row.get(key)
+    return [] if value is None else list(value)
 
 
-def _track_index(times: np.ndarray, t: float, tol: float) -> int | None:
-    if times.size == 0:
-        return None
-    k = int(np.argmin(np.abs(times - t)))
-    return k if abs(times[k] - t) <= tol else None
+class _Track:
+    """The main face track of a ``silver.faces`` row: box and landmarks nearest to a time."""
 
+    def __init__(self, row: dict[str, Any], step: float) -> None:
+        self.t = np.asarray(_seq(row, "track_t"), np.float64)
+        self.boxes, self.landmarks = _seq(row, "track_boxes"), _seq(row, "track_landmarks")
+        gaps = np.diff(self.t)
+        self.tol = max(step, float(np.median(gaps)) if gaps.size else 0.0) * 0.5 + _EPS
 
-def _box(boxes: list, k: int | None) -> np.ndarray | None:
-    if k is None or k >= len(boxes) or boxes[k] is None or len(boxes[k]) != 4:
-        return None
-    b = np.asarray(boxes[k], np.float64)
-    return b if np.isfinite(b).all() and b[2] > 1 and b[3] > 1 else None
+    def _index(self, t: float) -> int | None:
+        if self.t.size == 0:
+            return None
+        k = int(np.argmin(np.abs(self.t - t)))
+        return k if abs(self.t[k] - t) <= self.tol else None
 
+    def box(self, t: float) -> np.ndarray | None:
+        k = self._index(t)
+        b = None if k is None or k >= len(self.boxes) else self.boxes[k]
+        if b is None or len(b) != 4:
+            return None
+        b = np.asarray(b, np.float64)
+        return b if np.isfinite(b).all() and b[2] > 1 and b[3] > 1 else None
 
-def _clip(b: np.ndarray, scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    x0, y0 = max(0, int(b[0] * scale)), max(0, int(b[1] * scale))
-    x1, y1 = min(shape[1], int((b[0] + b[2]) * scale)), min(shape[0], int((b[1] + b[3]) * scale))
-    return (x0, y0, x1, y1) if x1 - x0 >= 4 and y1 - y0 >= 4 else None
-
-
-def _border(row_max: np.ndarray, row_std: np.ndarray) -> tuple[int, int]:
-    black = (row_max <= _BLACK) & (row_std <= _FLAT)
-    n = len(black)
-    lead = int(np.argmin(black)) if not black.all() else n
-    trail = int(np.argmin(black[::-1])) if not black.all() else n
-    return lead, trail
+    def points(self, t: float) -> np.ndarray | None:
+        k = self._index(t)
+        p = None if k is None or k >= len(self.landmarks) else self.landmarks[k]
+        return None if p is None or len(p) != 10 else np.asarray(p, np.float64)
 
 
 def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _ocr_picks(row: dict[str, Any], n_expected: int, params: QualityParams) -> set[int]:
-    rng = np.random.default_rng(params.seed + zlib.crc32(str(row.get("clip_id", "")).encode()))
-    k = min(params.ocr_frames, n_expected) if params.ocr else 0
-    return set(rng.choice(n_expected, size=k, replace=False).tolist()) if k else set()
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+class _ClipStats:
+    """Accumulates the per-sample and per-pair measures of one clip."""
+
+    def __init__(self, params: QualityParams, focal: float) -> None:
+        self.p, self.focal = params, focal
+        self.v: dict[str, list[float]] = defaultdict(list)
+        self.poses: list[tuple[float, float, float]] = []
+        self.rows_black: np.ndarray | None = None
+        self.cols_black: np.ndarray | None = None
+        self.n, self.ocr_runs, self.ocr_chars, self.ocr_text = 0, 0, 0, ""
+
+    def sample(self, gray_full: np.ndarray, face: qm.Roi | None, points: np.ndarray | None) -> None:
+        self.n += 1
+        rows, cols = qm.black_lines(gray_full)
+        self.rows_black = rows if self.rows_black is None or self.rows_black.shape != rows.shape else self.rows_black & rows
+        self.cols_black = cols if self.cols_black is None or self.cols_black.shape != cols.shape else self.cols_black & cols
+        gray, _ = fit_max_side(gray_full, qm.FRAME_SIDE)
+        mean, dark, bright = qm.exposure(gray)
+        for key, value in (("brightness", mean), ("dark", dark), ("bright", bright),
+                           ("sharp_frame", qm.laplacian_var(gray))):
+            self.v[key].append(value)
+        if face is not None:
+            crop = gray_full[face[1]:face[3], face[0]:face[2]]
+            self.v["sharp_face"].append(qm.face_sharpness(crop, self.p.face_side))
+            self.v["face_luma"].append(float(crop.mean()))
+        pose = head_pose(points, self.focal) if points is not None else None
+        if pose is not None:
+            self.poses.append(pose)
+
+    def pair(self, prev: np.ndarray, cur: np.ndarray, dt: float, box: np.ndarray | None, scale: float) -> None:
+        mean, camera, face = qm.flow_stats(cached_model(("dis-flow",), _dis), prev, cur, dt, box, scale)
+        self.v["motion"].append(mean)
+        self.v["camera"].append(camera)
+        if face is not None:
+            self.v["motion_face"].append(face)
+
+    def ocr(self, frame: np.ndarray) -> None:
+        self.ocr_runs += 1
+        chars, text = count_text(frame, self.p.ocr_min_score, self.p.ocr_max_side)
+        if chars > self.ocr_chars:
+            self.ocr_chars, self.ocr_text = chars, text
+
+    def columns(self, to_source: float) -> dict[str, Any]:
+        v, p = self.v, self.p
+        assert self.rows_black is not None and self.cols_black is not None
+        (top, bottom), (left, right) = qm.edge_runs(self.rows_black), qm.edge_runs(self.cols_black)
+        borders = {f"border_{k}": int(round(n * to_source))
+                   for k, n in (("top", top), ("bottom", bottom), ("left", left), ("right", right))}
+        return {
+            "n_samples": self.n, "sharpness_face": _median(v["sharp_face"]),
+            "sharpness_frame": _median(v["sharp_frame"]), "brightness_mean": _median(v["brightness"]),
+            "dark_frac": _median(v["dark"]), "bright_frac": _median(v["bright"]),
+            "face_brightness": _median(v["face_luma"]), "border_px": max(borders.values()), **borders,
+            "ocr_chars": self.ocr_chars if p.ocr else None,
+            "ocr_text": (self.ocr_text[:200] or None) if p.ocr else None,
+            "motion_mean": _mean(v["motion"]), "motion_global": _mean(v["camera"]),
+            "motion_face": _mean(v["motion_face"]),
+            "static_frac": _mean([float(m < p.static_px_s) for m in v["motion"]]),
+            **pose_summary(self.poses, p.frontal_yaw_deg, p.frontal_pitch_deg),
+        }
+
+
+def expected_samples(start: float, end: float, fps: float) -> int:
+    """Samples that ``iter_frames`` keeps in ``[start, end)`` at ``fps`` when a frame is there."""
+    return max(1, math.ceil((end - start) * fps - _EPS))
+
+
+def ocr_picks(clip_id: str, n: int, k: int, seed: int) -> set[int]:
+    """``k`` of the ``n`` sample indices, random but fixed per clip (``seed`` + crc32 of the id)."""
+    rng = np.random.default_rng(seed + zlib.crc32(clip_id.encode()))
+    return set(rng.choice(n, size=min(k, n), replace=False).tolist()) if k > 0 else set()
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def score_clip(path: str, row: dict[str, Any], params: QualityParams) -> dict[str, Any]:
-    """Quality columns (``QUALITY_COLUMNS``) of one clip row (``start_s``, ``end_s``, face track)."""
-    t_start = time.perf_counter()
-    start = float(row.get("start_s") or 0.0)
-    end = row.get("end_s")
-    end = None if end is None or (isinstance(end, float) and math.isnan(end)) else float(end)
+    """Quality columns (``QUALITY_COLUMNS``) of one clip: a ``silver.faces`` row with the clip's
+    ``start_s``/``end_s`` (and ``frame_width``/``frame_height`` or ``width``/``height``)."""
+    t0 = time.perf_counter()
+    warn_disabled(params)
+    start = _number(row.get("start_s")) or 0.0
+    end = _number(row.get("end_s"))
+    known_end = end if end is not None else start + (_number(row.get("duration_s")) or 15.0)
+    width = _number(row.get("frame_width")) or _number(row.get("width"))
+    height = _number(row.get("frame_height")) or _number(row.get("height"))
     step = 1.0 / params.sample_fps
-    times = np.asarray(row.get("track_t") if row.get("track_t") is not None else [], np.float64)
-    boxes = list(row.get("track_boxes") if row.get("track_boxes") is not None else [])
-    lms_all = list(row.get("track_landmarks") if row.get("track_landmarks") is not None else [])
-    n_expected = max(1, int(((end if end is not None else start + 15.0) - start) * params.sample_fps) + 1)
-    picks = _ocr_picks(row, n_expected, params)
-    acc: dict[str, list[float]] = {k: [] for k in ("sf", "sfr", "br", "dk", "bt", "fb", "mm", "mg", "mf", "yaw",
-                                                    "pitch", "roll")}
-    rows_max = cols_max = rows_std = cols_std = None
-    ocr_best, ocr_text, prev, prev_t, n, shape = 0, "", None, 0.0, 0, (0, 0)
-    learned: dict[str, list[float]] = {name: [] for name in SCORES}
-    for i, (t, frame) in enumerate(iter_frames(path, start, end, every_s=step)):
-        n += 1
-        shape = frame.shape[:2]
-        small, scale = fit_max_side(frame, _FRAME_SIDE)
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        acc["sfr"].append(float(cv2.Laplacian(gray, cv2.CV_64F).var()))
-        acc["br"].append(float(gray.mean()))
-        acc["dk"].append(float((gray <= 16).mean()))
-        acc["bt"].append(float((gray >= 239).mean()))
-        rm, rs, cm, cs = gray.mean(1), gray.std(1), gray.mean(0), gray.std(0)
-        rows_max = rm if rows_max is None else np.maximum(rows_max, rm)
-        rows_std = rs if rows_std is None else np.maximum(rows_std, rs)
-        cols_max = cm if cols_max is None else np.maximum(cols_max, cm)
-        cols_std = cs if cols_std is None else np.maximum(cols_std, cs)
-        k = _track_index(times, t, step)
-        box = _box(boxes, k)
-        face_roi = _clip(box, scale, gray.shape) if box is not None else None
-        if face_roi is not None:
-            x0, y0, x1, y1 = face_roi
-            face = cv2.resize(gray[y0:y1, x0:x1], (_FACE_SIDE, _FACE_SIDE), interpolation=cv2.INTER_AREA)
-            acc["sf"].append(float(cv2.Laplacian(face, cv2.CV_64F).var()))
-            acc["fb"].append(float(face.mean()))
-        if k is not None and k < len(lms_all) and lms_all[k] is not None and len(lms_all[k]) == 10:
-            for name, v in zip(("yaw", "pitch", "roll"), head_pose(np.asarray(lms_all[k])), strict=True):
-                acc[name].append(v)
-        flow_img, fscale = fit_max_side(gray, _FLOW_SIDE)
-        if prev is not None and prev.shape == flow_img.shape and t > prev_t:
-            flow = cached_model(("dis-flow",), _dis).calc(prev, flow_img, None)
-            mag = np.linalg.norm(flow, axis=2) / (t - prev_t)
-            acc["mm"].append(float(mag.mean()))
-            acc["mg"].append(float(np.median(mag)))
-            froi = _clip(box, scale * fscale, flow_img.shape) if box is not None else None
-            if froi is not None:
-                acc["mf"].append(float(mag[froi[1]:froi[3], froi[0]:froi[2]].mean()))
-        prev, prev_t = flow_img, t
-        if i in picks:
-            chars, text = count_text(frame, params.ocr_min_score, params.ocr_max_side)
-            if chars > ocr_best:
-                ocr_best, ocr_text = chars, text
-        if len(learned[SCORES[0]]) < params.scorer_frames:
-            for name, value in score_image(params, frame, box).items():
-                learned[name].append(value)
-    if n == 0:
+    n_expected = expected_samples(start, known_end, params.sample_fps)
+    ocr_at = ocr_picks(str(row.get("clip_id", "")), n_expected, params.ocr_frames if params.ocr else 0, params.seed)
+    learned = LearnedScores(params)
+    score_at = set(np.linspace(0, n_expected - 1, min(params.scorer_frames, n_expected)).round().astype(int).tolist())
+    track = _Track(row, step)
+    stats = _ClipStats(params, focal=width or 0.0)
+    cap = DECODE_SIDE if width and height and max(width, height) > DECODE_SIDE else None
+    scale, prev, prev_t, next_t, k, last = 1.0, None, 0.0, start, -1, None
+    every = 1.0 / max(params.motion_fps, params.sample_fps)
+    for t, frame in iter_frames(path, start, end, every_s=every, max_side=cap):
+        scale = frame.shape[1] / width if width else 1.0
+        box = track.box(t)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        small, fscale = fit_max_side(gray, qm.FLOW_SIDE)
+        if prev is not None and prev.shape == small.shape and t > prev_t:
+            stats.pair(prev, small, t - prev_t, box, scale * fscale)
+        prev, prev_t = small, t
+        if t < next_t - _EPS:
+            continue  # a motion-only frame
+        next_t = start + (math.floor((t - start) / step + _EPS) + 1) * step
+        k += 1
+        face = qm.box_roi(box, scale, frame.shape)
+        stats.sample(gray, face, track.points(t))
+        if k in ocr_at:
+            stats.ocr(frame)
+        if learned and k in score_at:
+            learned.add(frame, face)
+        last = (frame, face)
+    if last is None:
         raise StageError("decode", f"no frames in [{start}, {end}) of {path}")
-    top, bottom = _border(rows_max, rows_std)
-    left, right = _border(cols_max, cols_std)
-    inv = 1.0 / (min(1.0, _FRAME_SIDE / max(shape)) if max(shape) else 1.0)
-    borders = {k: int(round(v * inv)) for k, v in
-               (("border_top", top), ("border_bottom", bottom), ("border_left", left), ("border_right", right))}
-    poses = [(y, p) for y, p in zip(acc["yaw"], acc["pitch"], strict=True)]
+    if ocr_at and not stats.ocr_runs:  # fewer frames than the clip's length promised
+        stats.ocr(last[0])
+    if learned and learned.pending():
+        learned.add(*last, missing_only=True)
     return {
-        "n_samples": n, "sharpness_face": _median(acc["sf"]), "sharpness_frame": _median(acc["sfr"]),
-        "brightness_mean": _median(acc["br"]), "dark_frac": _median(acc["dk"]), "bright_frac": _median(acc["bt"]),
-        "face_brightness": _median(acc["fb"]), **borders, "border_px": max(borders.values()),
-        "ocr_chars": ocr_best if params.ocr else None, "ocr_text": (ocr_text[:200] or None) if params.ocr else None,
-        "motion_mean": _median(acc["mm"]), "motion_global": _median(acc["mg"]), "motion_face": _median(acc["mf"]),
-        "static_frac": float(np.mean([m < params.static_px_s for m in acc["mm"]])) if acc["mm"] else None,
-        "yaw_deg": _median([abs(v) for v in acc["yaw"]]), "pitch_deg": _median([abs(v) for v in acc["pitch"]]),
-        "roll_deg": _median([abs(v) for v in acc["roll"]]),
-        "yaw_max_deg": max((abs(v) for v in acc["yaw"]), default=None),
-        "frontal_frac": float(np.mean([abs(y) <= params.frontal_yaw_deg and abs(p) <= params.frontal_pitch_deg
-                                       for y, p in poses])) if poses else None,
-        "face_px": row.get("face_px"), "face_area_frac": row.get("face_area_frac"),
-        **{name: (float(np.mean(v)) if v else None) for name, v in learned.items()},
-        "quality_ms": (time.perf_counter() - t_start) * 1000.0,
+        **stats.columns(1.0 / scale), "face_px": _number(row.get("face_px")),
+        "face_area_frac": _number(row.get("face_area_frac")), **learned.scores(),
+        "quality_ms": (time.perf_counter() - t0) * 1000.0,
     }
