@@ -2,7 +2,8 @@
 
 Every command takes ``--config FILE`` (default ./pipeline.yml), ``--lake PATH_OR_URI`` and
 ``--engine``. Exit status: 0 success, 2 bad config or input (one line on stderr), 3 the gold gate
-failed (nothing committed; the validation JSON says which expectation), 1 otherwise.
+failed (nothing committed; the validation JSON says which expectation), 4 a table is being
+written by another run (one line naming the holder; nothing was written), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from jobs.config import ConfigError, PipelineConfig, load_config
+from jobs.lease import LeaseHeld, LeaseLost
 from jobs.stages.base import GateError
 
 EPILOG = """examples:
@@ -25,7 +27,8 @@ EPILOG = """examples:
                FROM bronze_videos WHERE error IS NULL GROUP BY source"
   facevid sql --format csv "SELECT rule, count(*) FROM quarantine GROUP BY rule"
   facevid history silver.faces
-  facevid maintain --retain-hours 0                # compact every table, drop unreferenced files
+  facevid run --retry-errors timeout             # re-queue error rows of one category (or all)
+  facevid maintain                               # compact every table, vacuum files older than 7 days
   facevid report --out card/                       # the dataset card: card/index.html + plots
 """
 
@@ -33,24 +36,37 @@ EPILOG = """examples:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="pipeline.yml", help="pipeline declaration (default: ./pipeline.yml)")
     p.add_argument("--lake", help="lake root: a directory, s3://bucket/prefix or uc:catalog.schema (overrides config)")
-    p.add_argument("--engine", help="auto (default) | local (embedded Sail) | spark (native session) | sc://host:port")
+    p.add_argument("--engine", help="auto (default) | local (embedded Sail) | local-cluster (Sail with "
+                   "worker tasks) | spark (native session) | sc://host:port")
+    p.add_argument("--files", help="root folder of the lake's files: crops, leases, validation results "
+                   "(default: the lake root; required for uc: lakes)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for a table another run is writing (default 0: exit 4 at once)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facevid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run stages incrementally (only work not done yet at each stage version)",
-                         description="Run the declared stages in dependency order. Each stage processes only "
-                         "input keys without an output row at its current version, committing one Delta "
-                         "append per batch: a killed run resumes where it stopped.")
+    run = sub.add_parser("run", help="run stages incrementally (only rows whose input or stage changed)",
+                         description="Run the declared stages in dependency order, each holding its output "
+                         "table's lease. A stage processes the input rows whose content fingerprint, or the "
+                         "stage's version/params, changed since their output row was written, plus transient "
+                         "errors with attempts left; pending keys run on the executors in chunks of "
+                         "resources.commit_rows, each published with one MERGE: a killed run resumes where "
+                         "it stopped. Output rows whose input is gone are removed.")
     _common(run)
     run.add_argument("--source", action="append", metavar="PATH_OR_URI",
                      help="input folder or s3:// prefix; repeatable; replaces the config's sources")
     run.add_argument("--stages", help="comma-separated stage names, e.g. ingest,probe (default: all, in dependency order)")
-    status = sub.add_parser("status", help="per-table rows, errors, Delta version and pending work",
-                            description="Per stage: output rows and error rows at the current version, input "
-                            "keys still pending, and the table's Delta version.")
+    run.add_argument("--retry-errors", nargs="?", const="*", action="append", metavar="CATEGORY",
+                     help="also re-run error rows (of CATEGORY, e.g. decode or timeout; repeatable; all errors "
+                     "without a value), whatever their attempts")
+    status = sub.add_parser("status", help="per-table rows, errors, Delta version, pending and stale work",
+                            description="Per stage: output rows and error rows, input keys pending (new, "
+                            "changed upstream, or transient errors with attempts left), stale output rows "
+                            "(produced from an older input or stage version, or whose input is gone), and "
+                            "the table's Delta version.")
     _common(status)
     status.add_argument("--source", action="append", metavar="PATH_OR_URI", help="as for run (pending ingest)")
     sql = sub.add_parser("sql", help="run SQL over the lake; tables are views named <layer>_<table>")
@@ -59,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     sql.add_argument("--max-rows", type=int, default=1000, help="rows printed in table format (default 1000)")
     maint = sub.add_parser("maintain", help="compact small files (OPTIMIZE) and VACUUM unreferenced ones",
-                           description="Compact each table's small files (every batch commit adds one) and "
-                           "vacuum files no version within the retention still references (delta-rs on "
-                           "paths, SQL OPTIMIZE/VACUUM on Unity Catalog).")
+                           description="Holding every table's lease (so no run writes meanwhile), compact each "
+                           "table's small files and vacuum files no version within the retention still "
+                           "references (delta-rs on paths, SQL OPTIMIZE/VACUUM on Unity Catalog).")
     _common(maint)
     maint.add_argument("--retain-hours", type=int, default=168,
                        help="keep files referenced by versions younger than this (default 168 = 7 days; "
-                       "time travel to older versions stops working)")
+                       "time travel to older versions stops working; under 168 needs --force)")
+    maint.add_argument("--force", action="store_true", help="allow --retain-hours under 168")
     rep = sub.add_parser("report", help="write the dataset card (HTML + PNG plots) from the lake's tables",
                          description="Hours and clips per source and split, duration/resolution/faces "
                          "histograms, quality scores with the gold thresholds drawn, clips per identity with "
@@ -82,14 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _session(cfg: PipelineConfig) -> Iterator[Any]:
+def _session(cfg: PipelineConfig, args: argparse.Namespace | None = None) -> Iterator[Any]:
     from jobs.engine import start_engine
     from jobs.lake import Lake
     from jobs.runner import Context
 
     engine = start_engine(cfg.engine)
     try:
-        yield Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
+        yield Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake),
+                      wait_s=float(getattr(args, "wait", 0.0) or 0.0))
     finally:
         engine.stop()
 
@@ -103,46 +121,58 @@ def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 
     names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     cfg.ordered(names)  # validate names before starting the engine
-    with _session(cfg) as ctx:
+    with _session(cfg, args) as ctx:
+        ctx.retry = set(args.retry_errors) if args.retry_errors else None
         reports = run_pipeline(ctx, names, log=lambda m: print(m, flush=True))
-    print(f"\n{'stage':<10} {'pending':>8} {'rows':>7} {'errors':>7} {'chunks':>6} {'seconds':>8}  output version")
+    print(f"\n{'stage':<10} {'pending':>8} {'rows':>7} {'errors':>7} {'chunks':>6} {'commits':>7} {'pruned':>6} "
+          f"{'seconds':>8}  output version")
     for r in reports:
-        print(f"{r.stage:<10} {r.pending:>8} {r.rows:>7} {r.errors:>7} {r.chunks:>6} {r.seconds:>8.1f}  {r.output_version}")
+        print(f"{r.stage:<10} {r.pending:>8} {r.rows:>7} {r.errors:>7} {r.chunks:>6} {r.commits:>7} {r.pruned:>6} "
+              f"{r.seconds:>8.1f}  {r.output_version}")
     return 0
 
 
 def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
-    from jobs.runner import op_for, pending_frame
+    from jobs.quarantine import quarantine_frame
+    from jobs.runner import op_for, pending_frame, stale_frame
     from jobs.stages.base import TableOp
 
-    with _session(cfg) as ctx:
+    with _session(cfg, args) as ctx:
         print(f"lake: {cfg.lake}  engine: {ctx.engine.kind}")
-        print(f"{'stage':<10} {'table':<16} {'v':>3} {'rows':>7} {'errors':>7} {'pending':>8} {'delta':>6}")
+        print(f"{'stage':<10} {'table':<18} {'v':>3} {'rows':>7} {'errors':>7} {'pending':>8} {'stale':>6} {'delta':>6}")
         for spec in cfg.ordered():
             op = op_for(spec)
             rows = errors = 0
             if ctx.lake.exists(spec.output):
                 cur = ctx.current(spec.output)
                 rows, errors = cur.count(), cur.filter(F.col("error").isNotNull()).count()
-            upstream_ready = all(ctx.lake.exists(t) for t in spec.inputs)
+            ready = all(ctx.lake.exists(t) for t in spec.inputs)
+            pending: Any = "-"
+            stale: Any = "-"
             if isinstance(op, TableOp):  # rebuilt as a whole on every run
-                pending: Any = "table" if upstream_ready else "-"
-            else:
-                pending = pending_frame(ctx, spec, op, op.input_frame(ctx, spec)).count() if upstream_ready else "-"
+                pending = "table" if ready else "-"
+            elif ready:
+                inp = op.input_frame(ctx, spec)
+                pending = pending_frame(ctx, spec, op, inp).count()
+                stale = stale_frame(ctx, spec, op, inp).count() if ctx.lake.exists(spec.output) else 0
             version = ctx.lake.version(spec.output)
-            print(f"{spec.name:<10} {spec.output:<16} {spec.version:>3} {rows:>7} {errors:>7} {pending:>8} "
-                  f"{'-' if version is None else version:>6}")
-        for table in ("quarantine", "meta.runs"):
-            if ctx.lake.exists(table):
-                print(f"{'':<10} {table:<16} {'':>3} {ctx.lake.read(table).count():>7}")
+            print(f"{spec.name:<10} {spec.output:<18} {spec.version:>3} {rows:>7} {errors:>7} {pending:>8} "
+                  f"{stale:>6} {'-' if version is None else version:>6}")
+        quarantine = quarantine_frame(ctx)
+        if quarantine is not None:
+            print(f"{'':<10} {'quarantine (view)':<18} {'':>3} {quarantine.count():>7}")
+        if ctx.lake.exists("meta.runs"):
+            print(f"{'':<10} {'meta.runs':<18} {'':>3} {ctx.lake.read('meta.runs').count():>7}")
     return 0
 
 
 def cmd_sql(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    with _session(cfg) as ctx:
-        views = ctx.lake.register_views(_tables(cfg))
+    from jobs.quarantine import register_views
+
+    with _session(cfg, args) as ctx:
+        views = register_views(ctx)
         if not views:
             raise ConfigError(f"the lake at {cfg.lake} has no tables yet: run `facevid run` first")
         try:
@@ -177,15 +207,24 @@ def cmd_history(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from jobs.lake import SYSTEM_TABLES
 
-    with _session(cfg) as ctx:
-        print(f"{'table':<16} {'files -':>8} {'files +':>8} {'vacuumed':>9}")
-        for table in dict.fromkeys(_tables(cfg) + list(SYSTEM_TABLES)):
-            if not ctx.lake.exists(table):
-                continue
-            metrics = ctx.lake.optimize(table)
-            removed = ctx.lake.vacuum(table, retention_hours=args.retain_hours)
-            print(f"{table:<16} {metrics.get('numFilesRemoved', '-'):>8} {metrics.get('numFilesAdded', '-'):>8} "
-                  f"{len(removed):>9}")
+    if args.retain_hours < 168 and not args.force:
+        raise ConfigError(f"--retain-hours {args.retain_hours} is under 168 (7 days): time travel and runs still "
+                          "reading older versions would break; pass --force to do it anyway")
+    with _session(cfg, args) as ctx:
+        tables = [t for t in dict.fromkeys(_tables(cfg) + ["gold.rejections", *SYSTEM_TABLES]) if ctx.lake.exists(t)]
+        leases = []
+        try:
+            for table in tables:  # no run writes a table while it is compacted
+                leases.append(ctx.lease(table, command="maintain"))
+            print(f"{'table':<16} {'files -':>8} {'files +':>8} {'vacuumed':>9}")
+            for table in tables:
+                metrics = ctx.lake.optimize(table)
+                removed = ctx.lake.vacuum(table, retention_hours=args.retain_hours)
+                print(f"{table:<16} {metrics.get('numFilesRemoved', '-'):>8} {metrics.get('numFilesAdded', '-'):>8} "
+                      f"{len(removed):>9}")
+        finally:
+            for lease in leases:
+                lease.release()
     return 0
 
 
@@ -209,7 +248,8 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "sql": c
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(args.config, lake=args.lake, sources=getattr(args, "source", None), engine=args.engine)
+        cfg = load_config(args.config, lake=args.lake, sources=getattr(args, "source", None), engine=args.engine,
+                          files=args.files)
         return COMMANDS[args.command](cfg, args)
     except ConfigError as exc:
         print(f"facevid: error: {exc}", file=sys.stderr)
@@ -217,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     except GateError as exc:
         print(f"facevid: gate failed: {exc}", file=sys.stderr)
         return 3
+    except LeaseHeld as exc:
+        print(f"facevid: busy: {exc}", file=sys.stderr)
+        return 4
+    except LeaseLost as exc:
+        print(f"facevid: stopped: {exc}; nothing more was committed", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("facevid: interrupted", file=sys.stderr)
         return 130

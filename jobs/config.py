@@ -27,18 +27,24 @@ class Source:
 
 @dataclass(frozen=True)
 class Resources:
-    """How a stage runs: rows per atomic commit, parallel tasks per chunk, GPU share per task."""
+    """How a stage runs on the executors (see pipeline.yml's comment block for each field)."""
 
-    batch: int = 32
+    batch: int = 32  # rows a model/UDF call sees at once (batch ops) and the Arrow batch size
+    commit_rows: int = 2000  # pending keys per chunk: one distributed job and one MERGE commit each
     partitions: int = 0  # 0 = the engine's default parallelism (cores here, the cluster's on Spark)
     gpu: float = 0.0
-    processes: int = 0  # >0: run rows in a process pool inside each task (for GIL-bound work)
+    processes: int = 0  # >0: rows run in crash-isolated worker processes inside each task
+    max_attempts: int = 3  # transient errors are retried by later runs until a row has this many attempts
+    timeout_s: float = 0.0  # per-row deadline (0 = none); decode loops stop at it, workers are killed past it
 
     def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise ConfigError(f"resources.batch must be >= 1, got {self.batch}")
+        if self.batch < 1 or self.commit_rows < 1:
+            raise ConfigError(f"resources.batch and commit_rows must be >= 1, got {self.batch}, {self.commit_rows}")
         if self.partitions < 0 or self.processes < 0 or not 0 <= self.gpu <= 8:
             raise ConfigError("resources.partitions/processes must be >= 0 and gpu in [0, 8]")
+        if self.max_attempts < 1 or self.timeout_s < 0:
+            raise ConfigError(f"resources.max_attempts must be >= 1 and timeout_s >= 0, got "
+                              f"{self.max_attempts}, {self.timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,18 @@ class PipelineConfig:
     sources: list[Source]
     stages: dict[str, StageSpec] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    files: str | None = None  # root of the lake's files (artifacts, leases, validation results)
+
+    @property
+    def files_root(self) -> str:
+        """Where the lake's files live: ``files:`` (or --files / FACEVID_FILES), else the lake root
+        itself; a Unity Catalog lake has no path, so it needs one (a UC volume folder)."""
+        if self.files:
+            return self.files.rstrip("/")
+        if self.lake.startswith("uc:"):
+            raise ConfigError(f"lake {self.lake} is a Unity Catalog schema: set `files:` in {self.path.name} "
+                              "(or --files / FACEVID_FILES) to a folder for its files, e.g. /Volumes/main/facevid/files")
+        return self.lake.rstrip("/")
 
     def producer(self, table: str) -> StageSpec | None:
         """The stage whose output is ``table``."""
@@ -144,8 +162,11 @@ def load_config(
     lake: str | None = None,
     sources: list[str] | None = None,
     engine: str | None = None,
+    files: str | None = None,
 ) -> PipelineConfig:
     """Read and validate ``pipeline.yml``; CLI overrides win over the file."""
+    import importlib
+
     from jobs.stages import registry  # late import: stages import this module
 
     cfg_path = Path(path)
@@ -158,6 +179,11 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: top level must be a mapping")
     base = cfg_path.resolve().parent
+    for module in raw.get("plugins") or []:  # modules whose import registers more ops
+        try:
+            importlib.import_module(str(module))
+        except ImportError as exc:
+            raise ConfigError(f"{cfg_path}: plugin {module!r} cannot be imported: {exc}") from exc
     lake_root = lake or os.environ.get("FACEVID_LAKE") or raw.get("lake")
     if not lake_root:
         raise ConfigError(f"{cfg_path}: no lake root (set `lake:` or pass --lake)")
@@ -178,8 +204,11 @@ def load_config(
                     raise ConfigError(f"sources[{i}].identity: manifest {ident} not found (or use `folder`)")
             srcs.append(Source(name=str(s.get("name", f"source{i}")), uri=_resolve(str(s["uri"]), base),
                                license=str(s.get("license", "unknown")), identity=ident))
+    files_root = files or os.environ.get("FACEVID_FILES") or raw.get("files")
     cfg = PipelineConfig(path=cfg_path, lake=_resolve(str(lake_root), Path.cwd() if lake else base),
-                         engine=engine or str(raw.get("engine", "auto")), sources=srcs, raw=raw)
+                         engine=engine or str(raw.get("engine", "auto")), sources=srcs, raw=raw,
+                         files=_resolve(str(files_root), Path.cwd() if files or os.environ.get("FACEVID_FILES") else base)
+                         if files_root else None)
     stages = raw.get("stages") or {}
     if not isinstance(stages, dict) or not stages:
         raise ConfigError(f"{cfg_path}: `stages:` must map stage names to declarations")

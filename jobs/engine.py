@@ -3,6 +3,8 @@
 Jobs only use the Spark Connect-compatible DataFrame/SQL API, so the same code runs on:
 
 - ``local``: a Sail Spark Connect server started in this process on 127.0.0.1 (free port);
+- ``local-cluster``: the same with Sail's cluster mode (``SAIL_MODE=local-cluster``: a driver and
+  worker tasks, the execution model of a real cluster, on this machine);
 - ``spark``: the active native session (Databricks, or classic PySpark with the Delta jars);
 - ``sc://host:port``: any Spark Connect server;
 - ``auto`` (default): ``spark`` on Databricks, else ``local``.
@@ -64,19 +66,20 @@ def start_engine(kind: str = "auto") -> Engine:
     """Start/attach the engine named by ``kind`` (see module docstring)."""
     if kind == "auto":
         kind = "spark" if _on_databricks() else "local"
-    if kind == "local":
-        return _start_sail()
+    if kind in ("local", "local-cluster"):
+        return _start_sail(kind)
     if kind == "spark":
         return _native_spark()
     if kind.startswith("sc://"):
         from pyspark.sql import SparkSession
 
         return Engine(SparkSession.builder.remote(kind).create(), "remote")
-    raise ConfigError(f"unknown engine {kind!r}: use auto, local, spark or sc://host:port")
+    raise ConfigError(f"unknown engine {kind!r}: use auto, local, local-cluster, spark or sc://host:port")
 
 
-def _start_sail() -> Engine:
+def _start_sail(kind: str = "local") -> Engine:
     os.environ.setdefault("RUST_LOG", "error")
+    os.environ["SAIL_MODE"] = kind  # read when the server starts
     if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         os.environ.setdefault("AWS_ALLOW_HTTP", "true")  # Sail's object store refuses plain HTTP otherwise
     try:
@@ -96,7 +99,7 @@ def _start_sail() -> Engine:
     except Exception:
         server.stop()
         raise
-    return Engine(spark, "local", server)
+    return Engine(spark, kind, server)
 
 
 def _native_spark() -> Engine:

@@ -9,11 +9,37 @@ for Unity Catalog managed tables. Reads and writes go through the engine's ``del
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from jobs.config import ConfigError
+from udfs.storage import is_s3, s3_client, split_s3, to_local
 
-SYSTEM_TABLES = ("quarantine", "meta.runs")
+SYSTEM_TABLES = ("meta.runs",)
+
+
+def list_dirs(uri: str) -> list[str]:
+    """Names of the folders directly under a local path or an ``s3://`` prefix."""
+    if is_s3(uri):
+        bucket, prefix = split_s3(uri.rstrip("/") + "/")
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        return sorted(p["Prefix"][len(prefix):].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
+    root = Path(to_local(uri))
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def remove_tree(uri: str) -> None:
+    """Delete a local folder or every object under an ``s3://`` prefix."""
+    if is_s3(uri):
+        bucket, prefix = split_s3(uri.rstrip("/") + "/")
+        client = s3_client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    else:
+        shutil.rmtree(to_local(uri), ignore_errors=True)
 
 
 def view_name(table: str) -> str:
@@ -124,6 +150,55 @@ class Lake:
 
     def delete(self, table: str, where: str) -> None:
         self.spark.sql(f"DELETE FROM {self.ident(table)} WHERE {where}").collect()
+
+    def add_columns(self, table: str, schema_ddl: str) -> None:
+        """Schema evolution: add the columns of ``schema_ddl`` the table lacks (an empty append with
+        ``mergeSchema``; Sail has no ``ALTER TABLE ADD COLUMN``)."""
+        have = set(self.read(table).columns)
+        wanted = [c.strip() for c in schema_ddl.split(",") if c.strip()]
+        if all(c.split()[0] in have for c in wanted):
+            return
+        writer = self.spark.createDataFrame([], schema_ddl).write.format("delta").mode("append")
+        writer = writer.option("mergeSchema", "true")
+        if self.catalog:
+            writer.saveAsTable(f"{self.catalog}.{view_name(table)}")
+        else:
+            writer.save(self.location(table))
+
+    # -- staging: a chunk's rows land here first, then one MERGE publishes them ----------------
+    def staging(self, table: str, attempt: str) -> str:
+        """The staging table name of one chunk attempt of ``table``."""
+        return f"_staging.{view_name(table)}__{attempt}"
+
+    def staged_tables(self, table: str) -> list[str]:
+        """Staging tables of ``table`` left by runs that died between staging and publishing."""
+        prefix = f"{view_name(table)}__"
+        if self.catalog:
+            rows = self.spark.sql(f"SHOW TABLES IN {self.catalog}").collect()
+            names = [r["tableName"] for r in rows]
+            return sorted(f"_staging.{n[len('_staging_'):]}" for n in names
+                          if n.startswith(f"_staging_{prefix}"))
+        return sorted(f"_staging.{d}" for d in list_dirs(f"{self.root}/_staging") if d.startswith(prefix))
+
+    def drop(self, table: str) -> None:
+        """Remove a table and its files (staging tables only)."""
+        if not table.startswith("_staging."):
+            raise ValueError(f"refusing to drop {table}: only staging tables are dropped")
+        if self.catalog:
+            self.spark.sql(f"DROP TABLE IF EXISTS {self.ident(table)}").collect()
+            return
+        remove_tree(self.location(table))
+
+    def merge(self, table: str, source: str, key: str, columns: list[str]) -> None:
+        """One MERGE commit of a staging table into ``table`` on ``key``: rows flagged ``_delete``
+        remove their key, every other staged row replaces or inserts its key's row."""
+        cols = ", ".join(f"`{c}`" for c in columns)
+        sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in columns)
+        vals = ", ".join(f"s.`{c}`" for c in columns)
+        self.spark.sql(
+            f"MERGE INTO {self.ident(table)} t USING {self.ident(source)} s ON t.`{key}` = s.`{key}` "
+            f"WHEN MATCHED AND s._delete THEN DELETE WHEN MATCHED THEN UPDATE SET {sets} "
+            f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({cols}) VALUES ({vals})").collect()
 
     # -- maintenance (delta-rs; Sail has no OPTIMIZE/VACUUM) --------------------------------
     def optimize(self, table: str) -> dict[str, Any]:

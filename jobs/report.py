@@ -28,14 +28,18 @@ def pyplot() -> Any:
 
 
 def load_tables(ctx: Any) -> dict[str, pd.DataFrame]:
-    """Current rows of every table that exists (stage outputs at their stage's version)."""
+    """The rows of every table that exists, the quarantine view and the run log. The card plots
+    every clip, so these come to the driver (without the track and embedding arrays)."""
+    from jobs.quarantine import quarantine_frame
+
     out = {}
     for t in TABLES:
         if ctx.lake.exists(t):
             out[t] = ctx.current(t).drop("track_boxes", "track_landmarks", "track_scores", "track_t",
                                          "embedding", "frame_hashes").toPandas()
-    if ctx.lake.exists("quarantine"):
-        out["quarantine"] = ctx.lake.read("quarantine").toPandas()
+    quarantine = quarantine_frame(ctx)
+    if quarantine is not None:
+        out["quarantine"] = quarantine.toPandas()
     if ctx.lake.exists("meta.runs"):
         out["meta.runs"] = ctx.lake.read("meta.runs").toPandas()
     return out

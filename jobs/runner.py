@@ -1,36 +1,58 @@
-"""The incremental, idempotent stage runner.
+"""The stage runner: pending work is a DataFrame, the executors do the work, few large commits.
 
-For a stage at version ``v``: pending = input keys with no output row at ``v`` (anti-join);
-they run through the op's row function in ``mapInPandas`` chunk by chunk, each chunk one atomic
-Delta append. A killed run loses at most the chunk in flight and a re-run resumes. When nothing
-is pending, rows of older versions are deleted (a version bump reprocesses everything), error
-rows are mirrored into ``quarantine`` and the run is logged in ``meta.runs`` with the Delta
-versions it read and wrote (lineage).
+A per-row stage, with its output table's lease held (``jobs.lease``):
+
+1. **plan** (driver: counts only): the input frame's rows whose key has no output row with the same
+   input fingerprint and stage fingerprint (``jobs.lineage``), plus rows holding a transient error
+   with attempts left and errors re-queued by ``--retry-errors``, is the pending DataFrame;
+2. **chunks**: pending keys are split into ``ceil(pending / resources.commit_rows)`` chunks by a
+   hash of the video id (a video's clips stay together); each chunk is repartitioned by video,
+   mapped by the op's row function in ``mapInPandas`` on the executors, written to a staging
+   Delta table (one distributed job) and published with one ``MERGE`` on the key, which also
+   removes rows of the chunk's inputs that the new output no longer has (a re-split). Keys in
+   flight are recorded first (``jobs.inflight``): a run that dies loses at most its chunks in
+   flight, a chunk staged but not merged is published by the next run, and rows that were in
+   flight when the process crashed run crash-isolated next time;
+3. **prune**: output rows whose input row is gone (or now an error) are removed in one commit;
+4. the run is logged in ``meta.runs`` with every input's Delta version (lineage).
+
+Whole-table stages (``TableOp``) rebuild their output from their inputs and overwrite it in one
+commit when it changed and their gate passes. Error rows of every stage form the ``quarantine``
+view (``jobs.quarantine``); no shared table is written by two stages.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from pyspark.sql import functions as F
 
+from jobs.adapter import RowPlan, conform, map_function
 from jobs.config import ConfigError, PipelineConfig, StageSpec
 from jobs.engine import Engine
 from jobs.lake import Lake
+from jobs.lease import Lease, lease_store
+from jobs.lineage import (
+    BOOKKEEPING,
+    INPUT_FP,
+    PRIOR_ATTEMPTS,
+    content_columns,
+    frame_fingerprints,
+    stage_fingerprint,
+)
 from jobs.stages import Op, registry
 from jobs.stages.base import GateError, TableOp
-from udfs.base import batch_udf, conform
 
-RUN_COLUMNS = ("run_id string, stage string, stage_version int, output string, output_version long, "
-               "input string, input_version long, inputs string, pending long, rows long, errors long, "
-               "chunks int, started_at timestamp, seconds double, engine string, status string")
-QUARANTINE_COLUMNS = ("stage string, stage_version int, key string, video_id string, clip_id string, "
-                      "rule string, value string, threshold string, error string, at timestamp")
+RUN_COLUMNS = ("run_id string, stage string, stage_version int, stage_fp string, output string, "
+               "output_version long, input string, input_version long, inputs string, pending long, "
+               "rows long, errors long, chunks int, commits int, pruned long, started_at timestamp, "
+               "seconds double, engine string, status string")
 
 
 @dataclass
@@ -39,49 +61,91 @@ class Context:
     engine: Engine
     lake: Lake
     run_id: str = ""
+    retry: set[str] | None = None  # --retry-errors: categories to re-queue ("*" = every error)
+    wait_s: float = 0.0  # how long to wait for a table another run is writing
+    leases: dict[str, Lease] = field(default_factory=dict)
 
     @property
     def spark(self) -> Any:
         return self.engine.spark
 
+    @property
+    def files_root(self) -> str:
+        """Where non-table files of the lake live (leases, in-flight records, staging on UC)."""
+        return self.cfg.files_root
+
     def current(self, table: str) -> Any:
-        """Rows of ``table`` at its producing stage's current version."""
-        spec = self.cfg.producer(table)
-        df = self.lake.read(table)
-        return df.filter(F.col("stage_version") == spec.version) if spec else df
+        """The rows of ``table`` (every key once: stages publish by MERGE on the key)."""
+        return self.lake.read(table)
+
+    def lease(self, table: str, command: str = "run") -> Lease:
+        self.run_id = self.run_id or uuid.uuid4().hex[:12]
+        lease = Lease(lease_store(self.files_root), table.replace(".", "_"), self.run_id, command)
+        lease.acquire(self.wait_s)
+        self.leases[table] = lease
+        return lease
 
 
 @dataclass
 class StageReport:
     stage: str
     pending: int
-    rows: int  # output rows at the current version after the run
+    rows: int  # output rows after the run
     errors: int
     chunks: int
     seconds: float
     output_version: int | None
+    commits: int = 0
+    pruned: int = 0
 
 
 def op_for(spec: StageSpec) -> Op:
     return registry[spec.op]()
 
 
-def output_schema(op: Op, input_schema: Any) -> str:
-    """Spark DDL of the op's output table: passthrough input columns, op columns, bookkeeping."""
-    types = {f.name: f.dataType.simpleString() for f in input_schema.fields}
-    cols = {c: types[c] for c in op.passthrough}
-    cols.update(op.columns)
-    cols.update({"error": "string", "stage_version": "int", "processed_at": "timestamp"})
-    return ", ".join(f"{name} {typ}" for name, typ in cols.items())
+def stage_fp(spec: StageSpec) -> str:
+    return stage_fingerprint(spec.op, spec.version, spec.params)
+
+
+def row_plan(spec: StageSpec, op: Op, inp: Any) -> RowPlan:
+    types = {f.name: f.dataType.simpleString() for f in inp.schema.fields}
+    return RowPlan(key=op.key, input_key=op.input_key, columns=op.columns, passthrough=op.passthrough,
+                   passthrough_types={c: types[c] for c in op.passthrough}, stage_fp=stage_fp(spec),
+                   version=spec.version, timeout_s=spec.resources.timeout_s or None,
+                   processes=spec.resources.processes, max_attempts=spec.resources.max_attempts)
+
+
+def ddl(types: dict[str, str]) -> str:
+    return ", ".join(f"`{name}` {typ}" for name, typ in types.items())
+
+
+def _retry_condition(ctx: Context, spec: StageSpec) -> Any:
+    cond = (F.col("error_kind") == "transient") & (F.col("attempts") < spec.resources.max_attempts)
+    if ctx.retry:
+        category = F.trim(F.substring_index(F.col("error"), ":", 1))
+        wanted = F.col("error").isNotNull() if "*" in ctx.retry else category.isin(*sorted(ctx.retry))
+        cond = cond | wanted
+    return F.coalesce(cond, F.lit(False))
 
 
 def pending_frame(ctx: Context, spec: StageSpec, op: Op, inp: Any) -> Any:
-    """Input rows whose key has no output row at the current version."""
+    """Input rows to (re)process, with ``_prior_attempts``; never collected to the driver."""
     if not ctx.lake.exists(spec.output):
-        return inp
-    done = ctx.lake.read(spec.output).filter(F.col("stage_version") == spec.version)
-    # a USING join moves the key first: restore the input's column order (rows are rebuilt by position)
-    return inp.join(done.select(op.input_key).distinct(), op.input_key, "left_anti").select(*inp.columns)
+        return inp.withColumn(PRIOR_ATTEMPTS, F.lit(0))
+    out = ctx.lake.read(spec.output).filter(F.col("stage_fp") == stage_fp(spec))
+    out = out.select(op.input_key, F.col("input_fp").alias(INPUT_FP), "attempts",
+                     _retry_condition(ctx, spec).alias("_retry"))
+    done = out.filter(~F.col("_retry")).select(op.input_key, INPUT_FP).distinct()
+    prior = out.filter(F.col("_retry")).groupBy(op.input_key, INPUT_FP).agg(F.max("attempts").alias(PRIOR_ATTEMPTS))
+    todo = inp.join(done, [op.input_key, INPUT_FP], "left_anti").join(prior, [op.input_key, INPUT_FP], "left")
+    return todo.select(*inp.columns, F.coalesce(F.col(PRIOR_ATTEMPTS), F.lit(0)).alias(PRIOR_ATTEMPTS))
+
+
+def stale_frame(ctx: Context, spec: StageSpec, op: Op, inp: Any) -> Any:
+    """Output rows not produced from their input's current content by the current stage."""
+    out = ctx.lake.read(spec.output)
+    fresh = inp.select(op.input_key, F.col(INPUT_FP).alias("input_fp")).withColumn("stage_fp", F.lit(stage_fp(spec)))
+    return out.join(fresh, [op.input_key, "input_fp", "stage_fp"], "left_anti")
 
 
 def input_versions(ctx: Context, spec: StageSpec) -> dict[str, int | None]:
@@ -90,47 +154,142 @@ def input_versions(ctx: Context, spec: StageSpec) -> dict[str, int | None]:
 
 
 def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
-    """Run one stage to completion (or until killed: re-running resumes)."""
+    """Run one stage to completion, holding its output's lease (a killed run resumes)."""
     op = op_for(spec)
-    if isinstance(op, TableOp):
-        return run_table_stage(ctx, spec, op, log)
+    lease = ctx.lease(spec.output)
+    try:
+        if isinstance(op, TableOp):
+            return run_table_stage(ctx, spec, op, log)
+        return run_row_stage(ctx, spec, op, log)
+    finally:
+        lease.release()
+        ctx.leases.pop(spec.output, None)
+
+
+class _Publisher:
+    """Stages a chunk's rows and publishes them with one MERGE; counts the commits."""
+
+    def __init__(self, ctx: Context, spec: StageSpec, op: Op, plan: RowPlan) -> None:
+        self.ctx, self.spec, self.op, self.plan = ctx, spec, op, plan
+        self.types = plan.schema()
+        self.commits = 0
+
+    def publish(self, staging: str) -> int:
+        """MERGE a complete staging table into the output (with tombstones for the rows of its
+        inputs that it no longer has), drop it; returns the rows staged."""
+        lake, op = self.ctx.lake, self.op
+        staged = lake.read(staging)
+        n = staged.filter(~F.col("_delete")).count()
+        if op.key != op.input_key and lake.exists(self.spec.output):
+            keys = staged.filter(~F.col("_delete"))
+            gone = (lake.read(self.spec.output).join(keys.select(op.input_key).distinct(), op.input_key, "left_semi")
+                    .join(keys.select(op.key), op.key, "left_anti").select(op.key))
+            if gone.limit(1).count():
+                lake.append(staging, self.tombstones(gone))
+        self.ctx.leases[self.spec.output].check()
+        if not lake.exists(self.spec.output):  # the first chunk creates the table
+            lake.append(self.spec.output, staged.select(*self.types))
+            self.commits += 1
+        elif lake.read(staging).limit(1).count():
+            lake.merge(self.spec.output, staging, op.key, list(self.types))
+            self.commits += 1
+        lake.drop(staging)
+        return n
+
+    def tombstones(self, keys: Any) -> Any:
+        cols = [F.col(self.op.key)] + [F.lit(None).cast(t).alias(c) for c, t in self.types.items() if c != self.op.key]
+        return keys.select(*cols, F.lit(True).alias("_delete")).select(*self.types, "_delete")
+
+    def stage_rows(self, frame: Any, attempt: str) -> str:
+        staging = self.ctx.lake.staging(self.spec.output, attempt)
+        self.ctx.lake.append(staging, frame.withColumn("_delete", F.lit(False)))
+        return staging
+
+
+def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> StageReport:
+    from jobs import inflight
+
     started, t0 = time.time(), time.perf_counter()
     versions = input_versions(ctx, spec)
     inp = op.input_frame(ctx, spec)
-    schema = output_schema(op, inp.schema)
-    ctx.lake.create(spec.output, schema)
-    todo = pending_frame(ctx, spec, op, inp).orderBy(op.input_key).toPandas()
-    fn = batch_udf(op.row_fn(spec), op.columns, op.passthrough, spec.version, spec.resources.processes)
+    op.check_input(spec, inp)
+    plan = row_plan(spec, op, inp)
+    pub = _Publisher(ctx, spec, op, plan)
+    if ctx.lake.exists(spec.output):
+        ctx.lake.add_columns(spec.output, ddl(pub.types))  # a version bump may add columns
+    for staging in ctx.lake.staged_tables(spec.output):  # staged by a run that died before publishing
+        if not ctx.lake.exists(staging):  # it died while staging: nothing was committed there
+            ctx.lake.drop(staging)
+            continue
+        log(f"  {spec.name}: publishing {staging} left by an earlier run")
+        pub.publish(staging)
+    group = "video_id" if "video_id" in inp.columns else op.input_key
     parts = spec.resources.partitions or ctx.engine.parallelism
-    chunks = 0
-    for start in range(0, len(todo), spec.resources.batch):
-        chunk = todo.iloc[start:start + spec.resources.batch]
-        sdf = ctx.spark.createDataFrame(chunk[inp.columns], inp.schema).repartition(min(parts, len(chunk)))
-        ctx.lake.append(spec.output, sdf.mapInPandas(fn, schema))
+    todo = pending_frame(ctx, spec, op, inp)
+    dead = inflight.dead_attempts(ctx.files_root, spec.output)
+    suspects = inflight.suspects(ctx.spark, ctx.files_root, spec.output, dead, op.input_key) if dead else None
+    chunks, done, pending = 0, 0, todo.count()
+
+    def run_chunk(chunk: Any, isolated: bool) -> int:
+        attempt = uuid.uuid4().hex[:12]
+        inflight.record(chunk.select(op.input_key), ctx.files_root, spec.output, attempt)
+        this = plan if not isolated else RowPlan(**{**plan.__dict__, "processes": max(1, plan.processes)})
+        mapped = chunk.repartition(parts, group).mapInPandas(map_function(op.row_fn(spec), this), ddl(pub.types))
+        n = pub.publish(pub.stage_rows(mapped, attempt))
+        inflight.clear(ctx.files_root, spec.output, [attempt])
+        return n
+
+    risky_n = 0
+    if suspects is not None:
+        risky = todo.join(suspects, op.input_key, "left_semi")
+        risky_n = risky.count()
+        if risky_n:
+            log(f"  {spec.name}: {risky_n} keys were in flight when an earlier run died: re-running them crash-isolated")
+            done += run_chunk(risky, isolated=True)
+            chunks += 1
+        todo = todo.join(suspects, op.input_key, "left_anti")
+        inflight.clear(ctx.files_root, spec.output, dead)
+    n_chunks = math.ceil((pending - risky_n) / spec.resources.commit_rows)
+    bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(F.col(group)), F.lit(max(n_chunks, 1))))
+    for b in range(n_chunks):
+        done += run_chunk(bucketed.filter(F.col("_chunk") == b).drop("_chunk"), isolated=False)
         chunks += 1
-        log(f"  {spec.name}: {min(start + len(chunk), len(todo))}/{len(todo)} committed")
-    _drop_old_versions(ctx, spec)
-    errors = _sync_quarantine(ctx, spec, op)
-    out_version = ctx.lake.version(spec.output)
-    rows = ctx.current(spec.output).count()
-    report = StageReport(spec.name, len(todo), rows, errors, chunks, time.perf_counter() - t0, out_version)
+        log(f"  {spec.name}: chunk {b + 1}/{n_chunks} published ({done} rows)")
+    ctx.lake.create(spec.output, ddl(pub.types))  # nothing was pending: downstream still reads it
+    pruned = prune(ctx, spec, op, inp, pub) if op.prune else 0
+    out = ctx.current(spec.output)
+    rows, errors = out.count(), out.filter(F.col("error").isNotNull()).count()
+    report = StageReport(spec.name, pending, rows, errors, chunks, time.perf_counter() - t0,
+                         ctx.lake.version(spec.output), pub.commits, pruned)
     _log_run(ctx, spec, report, versions, started)
     return report
 
 
+def prune(ctx: Context, spec: StageSpec, op: Op, inp: Any, pub: _Publisher) -> int:
+    """Remove output rows whose input row is gone (one MERGE commit); returns how many."""
+    orphans = ctx.lake.read(spec.output).join(inp.select(op.input_key).distinct(), op.input_key, "left_anti")
+    n = orphans.count()
+    if n:
+        staging = ctx.lake.staging(spec.output, "prune" + uuid.uuid4().hex[:8])
+        ctx.lake.append(staging, pub.tombstones(orphans.select(op.key)))
+        pub.publish(staging)
+    return n
+
+
 def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print) -> StageReport:
-    """Rebuild a whole-table stage; commit (overwrite) only when the gate passes and the rows changed."""
+    """Rebuild a whole-table stage; commit (overwrite) only when the gate passes and the rows changed.
+    Its rejections (``op.rejections``) are written first: a run that dies between the two commits
+    rebuilds both next time."""
     started, t0 = time.time(), time.perf_counter()
     versions = input_versions(ctx, spec)
     previous = ctx.current(spec.output).toPandas() if ctx.lake.exists(spec.output) else None
     table = op.build(ctx, spec, previous)
     if "error" not in table.columns:
         table["error"] = None
-    names = list(op.columns) + ["error"]
-    table = conform(table[names].sort_values(op.key, ignore_index=True), {**op.columns, "error": "string"})
-    table["stage_version"] = spec.version
-    schema = ", ".join(f"{c} {t}" for c, t in {**op.columns, "error": "string", "stage_version": "int",
-                                                 "processed_at": "timestamp"}.items())
+    types = {**op.columns, "error": "string"}
+    table = conform(table[list(types)].sort_values(op.key, ignore_index=True), types)
+    table["fingerprint"] = frame_fingerprints(table, content_columns(op.key, types))
+    table["stage_fp"], table["stage_version"] = stage_fp(spec), spec.version
     try:
         op.check(ctx, spec, table)
     except GateError:
@@ -138,90 +297,67 @@ def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print
                              ctx.lake.version(spec.output))
         _log_run(ctx, spec, report, versions, started, status="gate_failed")
         raise
-    unchanged = previous is not None and _same_rows(previous, table, {**op.columns, "error": "string"}, op.key)
+    all_types = {**types, **BOOKKEEPING}
+    commits = _write_rejections(ctx, spec, op, table)
+    unchanged = previous is not None and _same_rows(previous, table, ["fingerprint", "stage_fp"], op.key)
     if not unchanged:
+        for col, _typ in all_types.items():
+            if col not in table:
+                table[col] = None
         table["processed_at"] = pd.Timestamp.now(tz="UTC")
-        ctx.lake.create(spec.output, schema)
-        ctx.lake.overwrite(spec.output, ctx.spark.createDataFrame(table, schema))
+        table = conform(table[list(all_types)], all_types)
+        ctx.lake.create(spec.output, ddl(all_types))
+        ctx.lake.overwrite(spec.output, ctx.spark.createDataFrame(table, ddl(all_types)))
+        commits += 1
         log(f"  {spec.name}: {len(table)} rows committed")
     else:
         log(f"  {spec.name}: {len(table)} rows, unchanged (no commit)")
-    _drop_old_versions(ctx, spec)
-    quarantine = op.quarantine_rows(spec, table)
-    errors = _sync_quarantine(ctx, spec, op) if quarantine is None else _replace_quarantine(ctx, spec, quarantine)
+    errors = int(table["error"].notna().sum())
     report = StageReport(spec.name, len(table), len(table), errors, 0 if unchanged else 1,
-                         time.perf_counter() - t0, ctx.lake.version(spec.output))
+                         time.perf_counter() - t0, ctx.lake.version(spec.output), commits)
     _log_run(ctx, spec, report, versions, started)
     return report
 
 
-def _same_rows(previous: pd.DataFrame, table: pd.DataFrame, types: dict[str, str], key: str) -> bool:
-    """Whether a rebuilt table equals the committed one (ignoring ``processed_at``); both sides get
-    the same dtypes first (Spark hands back a null int as NaN, the rebuilt table holds <NA>)."""
-    names = list(types)
+def _same_rows(previous: pd.DataFrame, table: pd.DataFrame, names: list[str], key: str) -> bool:
+    """Whether a rebuilt table equals the committed one, by row fingerprints."""
     if len(previous) != len(table) or set(names) - set(previous.columns):
         return False
-    left = conform(previous[names].sort_values(key, ignore_index=True), types).astype(str)
-    return bool(left.equals(table[names].astype(str)))
+    left = previous[[key, *names]].sort_values(key, ignore_index=True).astype(str)
+    return bool(left.equals(table[[key, *names]].sort_values(key, ignore_index=True).astype(str)))
 
 
-def _replace_quarantine(ctx: Context, spec: StageSpec, rows: pd.DataFrame) -> int:
-    """Replace the stage's quarantine rows with ``rows`` (a table stage's rule decisions)."""
-    ctx.lake.create("quarantine", QUARANTINE_COLUMNS)
-    ctx.lake.delete("quarantine", f"stage = '{spec.name}'")
-    if len(rows):
-        frame = rows.assign(stage=spec.name, stage_version=spec.version, at=pd.Timestamp.now(tz="UTC"))
-        names = [c.split()[0] for c in QUARANTINE_COLUMNS.split(", ")]
-        for col in names:
-            if col not in frame.columns:
-                frame[col] = None
-        frame = conform(frame[names], {c: "string" for c in names if c not in ("stage_version", "at")})
-        ctx.lake.append("quarantine", ctx.spark.createDataFrame(frame, QUARANTINE_COLUMNS))
-    return int(rows["key"].nunique()) if len(rows) else 0
+def _write_rejections(ctx: Context, spec: StageSpec, op: TableOp, table: pd.DataFrame) -> int:
+    """Replace a table stage's rejection rows (one overwrite commit, only when they changed)."""
+    from jobs.quarantine import REJECTION_TYPES
 
-
-def _drop_old_versions(ctx: Context, spec: StageSpec) -> None:
-    stale = ctx.lake.read(spec.output).filter(F.col("stage_version") != spec.version)
-    if stale.limit(1).count():
-        ctx.lake.delete(spec.output, f"stage_version <> {spec.version}")
-
-
-def _sync_quarantine(ctx: Context, spec: StageSpec, op: Op) -> int:
-    """Mirror the stage's current error rows into ``quarantine`` (idempotent); returns their count."""
-    ctx.lake.create("quarantine", QUARANTINE_COLUMNS)
-    out = ctx.current(spec.output)
-    cols = set(out.columns)
-    value, threshold = op.quarantine_measure(spec)
-
-    def col_or_null(name: str) -> str:
-        return name if name in cols else "CAST(NULL AS STRING)"
-
-    errs = out.filter("error IS NOT NULL").selectExpr(
-        f"'{spec.name}' AS stage", f"CAST({spec.version} AS INT) AS stage_version",
-        f"CAST({op.key} AS STRING) AS key", f"{col_or_null('video_id')} AS video_id",
-        f"{col_or_null('clip_id')} AS clip_id",
-        f"concat('{spec.name}.', trim(substring_index(error, ':', 1))) AS rule",
-        f"{value} AS value", f"{threshold} AS threshold", "error", "current_timestamp() AS at",
-    )
-    q = ctx.lake.read("quarantine").filter(F.col("stage") == spec.name)
-    if q.filter(F.col("stage_version") != spec.version).limit(1).count():
-        ctx.lake.delete("quarantine", f"stage = '{spec.name}' AND stage_version <> {spec.version}")
-    seen = q.filter(F.col("stage_version") == spec.version).select("key", "rule")
-    fresh = errs.join(seen, ["key", "rule"], "left_anti")
-    if fresh.limit(1).count():
-        ctx.lake.append("quarantine", fresh)
-    return int(errs.count())
+    if op.rejections is None:
+        return 0
+    rows = op.quarantine_rows(spec, table)
+    frame = pd.DataFrame(rows if rows is not None else [], columns=list(REJECTION_TYPES))
+    frame = frame.assign(stage=spec.name, stage_version=spec.version, at=pd.Timestamp.now(tz="UTC"))
+    frame = conform(frame[list(REJECTION_TYPES)].sort_values(["key", "rule"], ignore_index=True), REJECTION_TYPES)
+    if ctx.lake.exists(op.rejections):
+        old = ctx.lake.read(op.rejections).toPandas()
+        cols = ["key", "rule", "value", "threshold"]
+        if len(old) == len(frame) and old[cols].sort_values(["key", "rule"], ignore_index=True).astype(str).equals(
+                frame[cols].astype(str)):
+            return 0
+    ctx.lake.create(op.rejections, ddl(REJECTION_TYPES))
+    ctx.lake.overwrite(op.rejections, ctx.spark.createDataFrame(frame, ddl(REJECTION_TYPES)))
+    return 1
 
 
 def _log_run(ctx: Context, spec: StageSpec, r: StageReport, versions: dict[str, int | None], started: float,
              status: str = "ok") -> None:
     ctx.lake.create("meta.runs", RUN_COLUMNS)
+    ctx.lake.add_columns("meta.runs", RUN_COLUMNS)
     row = pd.DataFrame([{
         "run_id": ctx.run_id or uuid.uuid4().hex[:12], "stage": spec.name, "stage_version": spec.version,
-        "output": spec.output, "output_version": r.output_version, "input": spec.input,
+        "stage_fp": stage_fp(spec), "output": spec.output, "output_version": r.output_version, "input": spec.input,
         "input_version": versions.get(spec.input) if spec.input else None, "inputs": json.dumps(versions),
-        "pending": r.pending, "rows": r.rows, "errors": r.errors,
-        "chunks": r.chunks, "started_at": pd.Timestamp(started, unit="s", tz="UTC"), "seconds": r.seconds,
+        "pending": r.pending, "rows": r.rows, "errors": r.errors, "chunks": r.chunks, "commits": r.commits,
+        "pruned": r.pruned, "started_at": pd.Timestamp(started, unit="s", tz="UTC"), "seconds": r.seconds,
         "engine": ctx.engine.kind, "status": status,
     }])
     ctx.lake.append("meta.runs", ctx.spark.createDataFrame(row, RUN_COLUMNS))

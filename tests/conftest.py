@@ -85,5 +85,7 @@ def make_context(engine, config: Path, sources: list[str]):
 
 def rows(ctx, sql: str) -> list[dict]:
     """Run SQL over the context's lake views and return plain dicts."""
-    ctx.lake.register_views([s.output for s in ctx.cfg.ordered()])
+    from jobs.quarantine import register_views
+
+    register_views(ctx)
     return [r.asDict() for r in ctx.spark.sql(sql).collect()]

@@ -105,7 +105,7 @@ def plan_crop(row: dict[str, Any], params: CropParams) -> tuple[int, int, int]:
     box = crop_square(row.get("track_boxes"), int(row["frame_width"]), int(row["frame_height"]),
                       params.expand, params.shift_down)
     if box[2] < params.min_crop_px:
-        raise StageError("min_crop_px", f"{box[2]}")
+        raise StageError("min_crop_px", f"{box[2]}", value=box[2], threshold=params.min_crop_px)
     return box
 
 

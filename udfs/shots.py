@@ -131,7 +131,8 @@ def make_clips(shots: list[tuple[float, float]], params: SplitParams) -> list[di
                 "error": None,
             }
             if b - a < params.min_clip_s:
-                row["error"] = f"min_clip_s: {b - a:.2f}s < {params.min_clip_s}s"
+                row.update(error=f"min_clip_s: {b - a:.2f}s < {params.min_clip_s}s", error_value=f"{b - a:.2f}",
+                           error_threshold=str(params.min_clip_s))
             rows.append(row)
     return rows
 

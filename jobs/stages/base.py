@@ -1,4 +1,8 @@
-"""What a stage op declares: its tables, keys, columns, typed params and a pure row function."""
+"""What a stage op declares: its tables, keys, columns, typed params and a pure row function.
+
+Input frames carry ``_input_fp``, each row's input fingerprint (``jobs.lineage``): the driving
+table's ``fingerprint`` column, or the joined tables' fingerprints for a multi-input stage.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
+from pyspark.sql import functions as F
 
+from jobs.lineage import BOOKKEEPING, INPUT_FP
 from udfs.base import RowFn
 
 if TYPE_CHECKING:
@@ -46,18 +52,32 @@ class Op:
     passthrough: ClassVar[tuple[str, ...]]
     columns: ClassVar[dict[str, str]]
     params_cls: ClassVar[type] = NoParams
+    requires: ClassVar[tuple[str, ...]] = ()  # input columns the row function reads
+    prune: ClassVar[bool] = True  # remove output rows whose input row is gone
 
     def input_frame(self, ctx: Context, spec: StageSpec) -> Any:
-        """Rows to process: the input table's current-version rows without errors."""
+        """Rows to process: the input table's rows without errors, with their fingerprint."""
         assert spec.input is not None
-        return ctx.current(spec.input).filter("error IS NULL")
+        return good_rows(ctx.current(spec.input)).withColumnRenamed("fingerprint", INPUT_FP)
+
+    def check_input(self, spec: StageSpec, frame: Any) -> None:
+        """Declared inputs are checked against the input frame before any work."""
+        from jobs.config import ConfigError
+
+        missing = [c for c in (self.input_key, *self.passthrough, *self.requires, INPUT_FP)
+                   if c not in frame.columns and c != self.key]
+        if missing:
+            raise ConfigError(f"stage {spec.name}: its input ({', '.join(spec.inputs) or 'the sources'}) lacks "
+                              f"column(s) {', '.join(missing)} that {self.name} needs")
 
     def row_fn(self, spec: StageSpec) -> RowFn:
         raise NotImplementedError
 
-    def quarantine_measure(self, spec: StageSpec) -> tuple[str, str]:
-        """SQL expressions for quarantine ``value`` and ``threshold`` of an error row."""
-        return "trim(substring(error, instr(error, ':') + 1))", "CAST(NULL AS STRING)"
+
+def good_rows(df: Any) -> Any:
+    """A table's rows without errors and without bookkeeping columns (``fingerprint`` kept)."""
+    drop = [c for c in BOOKKEEPING if c != "fingerprint" and c in df.columns]
+    return df.filter(F.col("error").isNull()).drop(*drop)
 
 
 CLIP_CONTEXT = ("video_uri", "start_s", "end_s", "duration_s", "fps", "width", "height", "source")
@@ -70,9 +90,10 @@ def clip_track_frame(ctx: Context, spec: StageSpec) -> Any:
     ``spec.inputs`` is ``[<faces table>, <clips table>]``."""
     if len(spec.inputs) < 2:
         raise ValueError(f"stage {spec.name}: input must list the faces table and the clips table")
-    faces = ctx.current(spec.inputs[0]).filter("error IS NULL").drop("error", "stage_version", "processed_at")
-    clips = ctx.current(spec.inputs[1]).filter("error IS NULL").select("clip_id", *CLIP_CONTEXT)
-    return faces.join(clips, "clip_id", "inner")
+    faces = good_rows(ctx.current(spec.inputs[0])).withColumnRenamed("fingerprint", "_fp0")
+    clips = good_rows(ctx.current(spec.inputs[1])).select("clip_id", *CLIP_CONTEXT, F.col("fingerprint").alias("_fp1"))
+    joined = faces.join(clips, "clip_id", "inner")
+    return joined.withColumn(INPUT_FP, F.concat_ws(":", "_fp0", "_fp1")).drop("_fp0", "_fp1")
 
 
 class ClipTrackOp(Op):
@@ -110,6 +131,7 @@ class TableOp(Op):
 
     input_key = ""
     passthrough = ()
+    rejections: ClassVar[str | None] = None  # table of the stage's rule rejections (quarantine view)
 
     def build(self, ctx: Context, spec: StageSpec, previous: pd.DataFrame | None) -> pd.DataFrame:
         raise NotImplementedError
@@ -118,8 +140,7 @@ class TableOp(Op):
         """Validate the candidate output before it is committed (default: accept)."""
 
     def quarantine_rows(self, spec: StageSpec, table: pd.DataFrame) -> pd.DataFrame | None:
-        """Rows for ``quarantine`` (columns of ``QUARANTINE_COLUMNS`` minus stage/version/at), or
-        ``None`` to mirror the ``error`` column like a row stage."""
+        """Rows for ``rejections`` (``jobs.quarantine.REJECTION_TYPES`` minus stage/version/at)."""
         return None
 
 

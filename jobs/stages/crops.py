@@ -41,7 +41,3 @@ class WriteCrops(ClipTrackOp):
             return crops_row(row, params, root)
 
         return crops
-
-    def quarantine_measure(self, spec: StageSpec) -> tuple[str, str]:
-        value, _ = super().quarantine_measure(spec)  # the detail of "min_crop_px: <side>" is the side
-        return value, f"CASE WHEN error LIKE 'min_crop_px:%' THEN '{spec.params.min_crop_px}' END"

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from jobs.config import ConfigError, StageSpec
+from jobs.lineage import BOOKKEEPING
 from jobs.stages.base import TableOp, register
 from udfs.base import validate
 from udfs.gold import Rule, SplitParams, apply_rules, assign_splits, cap_per_identity, parse_rank
@@ -34,7 +35,6 @@ GOLD_COLUMNS: dict[str, str] = {
     "aesthetic": "double", "iqa": "double", "fiqa": "double", "age": "double",
     "published_at": "timestamp",
 }
-_BOOKKEEPING = ("error", "stage_version", "processed_at")
 
 
 @dataclass
@@ -82,7 +82,7 @@ class GoldParams:
 def _load(ctx: Any, table: str, key: str) -> pd.DataFrame:
     """Current rows of an input table, one per key, with a ``_row`` marker and ``_error``."""
     df = ctx.current(table).toPandas()
-    df = df.drop(columns=[c for c in ("stage_version", "processed_at") if c in df]).rename(columns={"error": "_error"})
+    df = df.drop(columns=[c for c in BOOKKEEPING if c != "error" and c in df]).rename(columns={"error": "_error"})
     df["_row"] = True
     return df.drop_duplicates(key)
 
@@ -96,6 +96,7 @@ class SelectGold(TableOp):
     default_input = ["silver.clips", "silver.faces", "silver.quality", "silver.crops", "silver.identities",
                      "bronze.videos"]
     default_output = "gold.clips"
+    rejections = "gold.rejections"
     key = "clip_id"
     columns = GOLD_COLUMNS
     params_cls = GoldParams
@@ -134,7 +135,7 @@ class SelectGold(TableOp):
         """Good clips of the first input left-joined with every other input's current rows;
         ``_row_<i>``/``_error_<i>`` say whether input ``i`` has a row and whether it is an error."""
         clips = ctx.current(spec.inputs[0]).filter("error IS NULL").toPandas()
-        clips = clips.drop(columns=[c for c in _BOOKKEEPING if c in clips])
+        clips = clips.drop(columns=[c for c in BOOKKEEPING if c in clips])
         self._owner: dict[str, int] = {c: 0 for c in clips.columns}
         for i, table in enumerate(spec.inputs[1:], start=1):
             key = "clip_id" if "clip_id" in ctx.lake.read(table).columns else "video_id"

@@ -8,11 +8,13 @@ from typing import Any
 import pandas as pd
 
 from jobs.config import ConfigError, Source, StageSpec
+from jobs.lineage import INPUT_FP, frame_fingerprints
 from jobs.stages.base import Op, register
 from udfs.base import RowFn
 from udfs.storage import is_s3, list_videos, local_path, sha256_uri, to_local
 
-LISTING_SCHEMA = "uri string, source string, license string, identity string, bytes long, mtime double"
+LISTING_SCHEMA = ("uri string, source string, license string, identity string, bytes long, mtime double, "
+                  f"{INPUT_FP} string")
 
 
 def declared_identities(src: Source, uris: list[str]) -> list[str | None]:
@@ -35,9 +37,12 @@ def declared_identities(src: Source, uris: list[str]) -> list[str | None]:
 
 @register
 class IngestFiles(Op):
-    """List the declared sources (local folder, ``s3://`` prefix, ``dbfs:/``), skip URIs already
-    ingested, and hash the new ones in parallel; ``video_id`` is the first 16 hex of the SHA-256.
-    The same content under two URIs keeps both file rows and one ``bronze.videos`` row."""
+    """List the declared sources (local folder, ``s3://`` prefix, ``dbfs:/``) on the driver (a plan:
+    URIs and sizes), skip files already ingested with the same size and mtime, and hash the new or
+    changed ones on the executors; ``video_id`` is the first 16 hex of the SHA-256. The same
+    content under two URIs keeps both file rows and one ``bronze.videos`` row. Files that vanish
+    from a source keep their rows (bronze records what was seen; ``--source`` may list only a
+    few folders)."""
 
     name = "ingest.files"
     default_output = "bronze.files"
@@ -45,6 +50,7 @@ class IngestFiles(Op):
     key = "uri"
     passthrough = ("uri", "source", "license", "identity", "bytes", "mtime")
     columns = {"sha256": "string", "video_id": "string"}
+    prune = False
 
     def input_frame(self, ctx: Any, spec: StageSpec) -> Any:
         if not ctx.cfg.sources:
@@ -58,8 +64,10 @@ class IngestFiles(Op):
             idents = declared_identities(src, [f["uri"] for f in found])
             rows += [{**f, "source": src.name, "license": src.license, "identity": i}
                      for f, i in zip(found, idents, strict=True)]
-        pdf = pd.DataFrame(rows, columns=["uri", "source", "license", "identity", "bytes", "mtime"])
-        return ctx.spark.createDataFrame(pdf.drop_duplicates("uri"), LISTING_SCHEMA)
+        names = ["uri", "source", "license", "identity", "bytes", "mtime"]
+        pdf = pd.DataFrame(rows, columns=names).drop_duplicates("uri")
+        pdf[INPUT_FP] = frame_fingerprints(pdf, names) if len(pdf) else pd.Series(dtype=object)
+        return ctx.spark.createDataFrame(pdf, LISTING_SCHEMA)
 
     def row_fn(self, spec: StageSpec) -> RowFn:
         def hash_file(row: dict[str, Any]) -> dict[str, Any]:

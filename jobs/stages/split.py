@@ -6,15 +6,22 @@ from typing import Any
 
 from jobs.config import StageSpec
 from jobs.stages.base import Op, register
-from udfs.base import RowFn, error_text
+from udfs.base import RowFn
 from udfs.shots import CLIP_COLUMNS, SplitParams, split_row
 from udfs.storage import local_path
+
+
+def clip_id(video_id: str, start_s: float, end_s: float) -> str:
+    """A clip's id from the footage it covers: ``<video_id>_<start ms>_<end ms>`` (zero-padded, so
+    ids sort by time). A re-split that keeps a span keeps its id; a changed span is a new clip."""
+    return f"{video_id}_{round(start_s * 1000):09d}_{round(end_s * 1000):09d}"
 
 
 @register
 class SplitShots(Op):
     """Clips are shots (content-histogram cuts) chopped to ``max_clip_s``; shots shorter than
-    ``min_clip_s`` stay as rows with ``error = "min_clip_s: ..."`` so quarantine shows them."""
+    ``min_clip_s`` stay as rows with ``error = "min_clip_s: ..."`` so quarantine shows them. Clip
+    ids come from the time span (``clip_id``); a video that fails is one ``<video_id>_err`` row."""
 
     name = "split.shots"
     default_input = "bronze.videos"
@@ -31,16 +38,8 @@ class SplitShots(Op):
 
         def split(row: dict[str, Any]) -> list[dict[str, Any]]:
             meta = {"video_uri": row["uri"], "fps": row["fps"], "width": row["width"], "height": row["height"]}
-            try:
-                with local_path(row["uri"]) as path:
-                    clips = split_row({**row, "uri": path}, params)
-            except Exception as exc:  # one error row per failed video, keyed like its clips
-                return [{**meta, "clip_id": f"{row['video_id']}_err", "error": error_text(exc)}]
-            return [{**meta, **c, "clip_id": f"{row['video_id']}_{i:04d}"} for i, c in enumerate(clips)]
+            with local_path(row["uri"]) as path:
+                clips = split_row({**row, "uri": path}, params)
+            return [{**meta, **c, "clip_id": clip_id(row["video_id"], c["start_s"], c["end_s"])} for c in clips]
 
         return split
-
-    def quarantine_measure(self, spec: StageSpec) -> tuple[str, str]:
-        value, _ = super().quarantine_measure(spec)
-        return (f"CASE WHEN error LIKE 'min_clip_s:%' THEN CAST(round(duration_s, 2) AS STRING) ELSE {value} END",
-                f"CASE WHEN error LIKE 'min_clip_s:%' THEN '{spec.params.min_clip_s}' END")
