@@ -84,6 +84,61 @@ def test_sources_declare_identities_by_folder_or_manifest(engine, shared_videos:
         assert got == expected, identity
 
 
+def _ingest_identities(engine, tmp_path: Path, src: Path, identity: str, lake: str) -> dict[str, dict]:
+    from jobs.config import load_config
+    from jobs.lake import Lake
+    from jobs.runner import Context
+
+    cfg = load_config(_identity_config(tmp_path, src, identity), lake=str(tmp_path / lake))
+    ctx = Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
+    run_pipeline(ctx, ["ingest"], log=lambda m: None)
+    return {r["uri"]: r for r in rows(ctx, "SELECT uri, identity, error, sha256 FROM bronze_files")}
+
+
+def _voxceleb_tree(shared_videos: Path, tmp_path: Path) -> Path:
+    src = tmp_path / "vox"
+    for rel, clip in [("id10001/abc/00001.mp4", "lp_d18.mp4"), ("id10001/def/00001.mp4", "lp_d19.mp4"),
+                      ("id10002/abc/00001.mp4", "lp_d20.mp4"), ("id10003/00001.mp4", "lp_s13.mp4"),
+                      ("00001.mp4", "neg_cat.mp4")]:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_videos / clip, src / rel)
+    return src
+
+
+def test_folder_identity_is_the_first_folder_under_the_root(engine, shared_videos: Path, tmp_path: Path) -> None:
+    src = _voxceleb_tree(shared_videos, tmp_path)
+    got = _ingest_identities(engine, tmp_path, src, "folder", "lake_folder")
+    assert {Path(u).relative_to(src).as_posix(): r["identity"] for u, r in got.items()} == {
+        "id10001/abc/00001.mp4": "id10001", "id10001/def/00001.mp4": "id10001",
+        "id10002/abc/00001.mp4": "id10002", "id10003/00001.mp4": "id10003", "00001.mp4": None}
+
+
+def test_manifest_matches_relative_paths_only_and_rejects_escapes(engine, shared_videos: Path,
+                                                                  tmp_path: Path) -> None:
+    src = _voxceleb_tree(shared_videos, tmp_path)
+    (tmp_path / "vox_outside.mp4").write_bytes(b"outside")
+    manifest = tmp_path / "ids.csv"
+    manifest.write_text("path,identity\n"
+                        "id10001/abc/00001.mp4,alice\n"           # exact relative path
+                        "./id10002//abc/00001.mp4,bob\n"          # ./ and // normalised
+                        "id10003/x/../00001.mp4,carol\n"          # .. that stays inside the root
+                        "00001.mp4,root_file\n"                   # the file in the root, not every 00001.mp4
+                        "../vox_outside.mp4,eve\n"                # leaves the root: rejected
+                        f"{src}/id10001/def/00001.mp4,mallory\n"  # absolute: rejected
+                        "id10001/abc/../../../etc/passwd,eve\n"   # leaves the root after normalising
+                        ",nobody\n")
+    got = _ingest_identities(engine, tmp_path, src, str(manifest), "lake_manifest")
+    files = {Path(u).relative_to(src).as_posix(): r for u, r in got.items() if not u.startswith(str(manifest))}
+    assert {rel: r["identity"] for rel, r in files.items()} == {
+        "id10001/abc/00001.mp4": "alice", "id10001/def/00001.mp4": None, "id10002/abc/00001.mp4": "bob",
+        "id10003/00001.mp4": "carol", "00001.mp4": "root_file"}
+    assert all(r["error"] is None and r["sha256"] for r in files.values())  # the run stays green
+    rejected = {u: r for u, r in got.items() if u.startswith(str(manifest))}
+    assert len(rejected) == 3 and all(r["sha256"] is None for r in rejected.values())
+    assert sorted(r["error"].split(" line ")[1].split(":")[0] for r in rejected.values()) == ["6", "7", "8"]
+    assert all(r["error"].startswith(f"manifest_path: {manifest} line ") for r in rejected.values())
+
+
 def test_missing_identity_manifest_is_a_config_error(tmp_path: Path) -> None:
     from jobs.config import load_config
 

@@ -41,3 +41,36 @@ def test_s3_source_to_s3_lake(engine, s3_server, shared_videos: Path, tmp_path: 
     again = {r.stage: r for r in run_pipeline(ctx, log=lambda m: None)}
     assert all(again[s].pending == 0 for s in ("ingest", "probe", "split", "faces", "quality", "crops", "embed"))
     assert all(r.chunks == 0 for r in again.values())  # nothing committed on a re-run
+
+
+def test_s3_sources_declare_identities_like_local_ones(engine, s3_server, tmp_path: Path) -> None:
+    import yaml
+
+    from jobs.config import load_config
+    from jobs.lake import Lake
+    from jobs.runner import Context
+
+    bucket = s3_server.bucket("facevid-ids")
+    client = s3_server.client()
+    keys = ["vox/id10001/abc/00001.mp4", "vox/id10001/def/00001.mp4", "vox/id10002/abc/00001.mp4", "vox/00001.mp4"]
+    for key in keys:
+        client.put_object(Bucket="facevid-ids", Key=key, Body=key.encode())
+    client.put_object(Bucket="facevid-ids", Key="ids.csv", Body=b"path,identity\nid10001/abc/00001.mp4,alice\n"
+                      b"./id10002/abc/00001.mp4,bob\n00001.mp4,root_file\n../ids.csv,eve\n")
+    got = {}
+    for identity in ("folder", f"{bucket}/ids.csv"):
+        cfg = write_config(tmp_path, tmp_path / "lake")
+        doc = yaml.safe_load(cfg.read_text())
+        doc["sources"] = [{"name": "vox", "uri": f"{bucket}/vox", "identity": identity}]
+        cfg.write_text(yaml.safe_dump(doc))
+        loaded = load_config(cfg, lake=str(tmp_path / f"lake_{len(got)}"))
+        ctx = Context(cfg=loaded, engine=engine, lake=Lake(engine.spark, loaded.lake))
+        run_pipeline(ctx, ["ingest"], log=lambda m: None)
+        got[identity] = {r["uri"].split("/vox/", 1)[-1]: (r["identity"], (r["error"] or "").split(":")[0])
+                         for r in rows(ctx, "SELECT uri, identity, error FROM bronze_files")}
+    assert got["folder"] == {"id10001/abc/00001.mp4": ("id10001", ""), "id10001/def/00001.mp4": ("id10001", ""),
+                             "id10002/abc/00001.mp4": ("id10002", ""), "00001.mp4": (None, "")}
+    assert got[f"{bucket}/ids.csv"] == {
+        "id10001/abc/00001.mp4": ("alice", ""), "id10001/def/00001.mp4": (None, ""),
+        "id10002/abc/00001.mp4": ("bob", ""), "00001.mp4": ("root_file", ""),
+        f"{bucket}/ids.csv#../ids.csv": (None, "manifest_path")}

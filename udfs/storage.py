@@ -3,7 +3,36 @@
 S3 credentials, region and endpoint come from the standard ``AWS_*`` variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``/``AWS_DEFAULT_REGION``), with
 ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for S3-compatible servers (MinIO, SeaweedFS).
-Hidden files and folders (a path part starting with ``.``) are never listed.
+Hidden files and folders (a path part starting with ``.``) are never listed. S3 keys are UTF-8
+and are recorded as they are; the rules below are for local paths.
+
+**Local file URIs.** A local file is recorded as its absolute path (symlinks of the source root
+resolved) when its bytes are valid UTF-8, the usual case; a ``%`` or a space in such a name is
+literal. A path whose bytes are *not* valid UTF-8 (Linux allows any bytes but ``/`` and NUL;
+Arrow and Delta need UTF-8) is recorded as a ``file://`` URI in RFC 3986 style instead: every
+byte outside the unreserved and sub-delimiter characters, ``%`` itself included, becomes
+``%XX`` (``b"/data/caf\\xe9 50%.mp4"`` -> ``file:///data/caf%E9%2050%25.mp4``). The two forms never
+collide (a plain path starts with ``/``, an escaped one with ``file:``) and every reader
+(``to_local``, ``local_path``, ``sha256_uri``) maps either back to the real bytes path
+(``os.fsdecode`` of the unescaped bytes: a surrogate-escaped ``str`` that ``open`` and PyAV
+accept). ``path_uri`` is the encoder; ``to_local(path_uri(p)) == p`` for every path. The path
+under the source root that ``list_videos`` reports (``rel``: folder identities, manifests) is
+escaped the same way when its bytes are not UTF-8.
+
+**Links in local sources** (``list_videos``). Whether a link stays inside the source root is
+decided on its resolved target when the source is listed; nothing outside the root is ever
+opened, hashed or decoded:
+
+- a file link whose target is inside the root is followed: the file is listed under the link's
+  own path (so ``identity: folder`` reads the link's folder) and hashes to the same
+  ``video_id`` as its target (one ``bronze.videos`` row);
+- a file link to a target outside the root is an error entry ``link_outside_root`` (never read);
+- a folder link is followed when it resolves inside the root, unless that folder is already
+  being listed (a link cycle, or a second path to a folder of the tree: each real folder is
+  listed once, the real path first); a folder link outside the root is one error entry
+  ``link_outside_root`` naming the link, and nothing under it is listed;
+- a broken link with a video extension is an error entry ``missing``; a folder that cannot be
+  read is an error entry ``unreadable``; only regular files are listed (no FIFOs, devices).
 """
 
 from __future__ import annotations
@@ -13,18 +42,20 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote_from_bytes, unquote_to_bytes, urlparse
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 _S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _local = threading.local()
+_URI_SAFE = "/-._~!$&'()*+,;=:@"  # RFC 3986 unreserved + sub-delims + ":@/"; everything else -> %XX
 
 
 def is_s3(uri: str) -> bool:
@@ -40,10 +71,33 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _utf8(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def escape_bytes(raw: bytes) -> str:
+    """Text for path bytes: the bytes decoded when they are valid UTF-8, else every byte outside
+    the RFC 3986 safe set (``%`` included) as ``%XX`` (the escaping of ``path_uri``)."""
+    text = _utf8(raw)
+    return text if text is not None else quote_from_bytes(raw, safe=_URI_SAFE)
+
+
+def path_uri(path: str | bytes | os.PathLike[Any]) -> str:
+    """The URI recorded for a local path: the path itself when its bytes are valid UTF-8, else a
+    ``file://`` URI with the bytes percent-encoded (see the module docstring)."""
+    raw = os.fsencode(path)
+    text = _utf8(raw)
+    return text if text is not None else "file://" + quote_from_bytes(raw, safe=_URI_SAFE)
+
+
 def to_local(uri: str) -> str:
-    """Local filesystem path of a local URI: ``file://`` stripped, ``dbfs:/x`` -> ``/dbfs/x``."""
+    """Local filesystem path of a local URI: ``file://`` stripped and percent-decoded to the real
+    path bytes (as ``os.fsdecode`` gives them), ``dbfs:/x`` -> ``/dbfs/x``; a plain path as is."""
     if uri.startswith("file:"):
-        return unquote(urlparse(uri).path)
+        return os.fsdecode(unquote_to_bytes(urlparse(uri).path))
     if uri.startswith("dbfs:/"):
         return "/dbfs/" + uri[len("dbfs:/"):].lstrip("/")
     if is_s3(uri):
@@ -98,32 +152,105 @@ def _list_s3(uri: str, exts: tuple[str, ...]) -> list[dict[str, Any]]:
                 continue  # "raw" must not match "raw2/..."
             rel = key[len(prefix):] or key.rsplit("/", 1)[-1]
             if key.lower().endswith(exts) and not _hidden(rel):
-                found.append({"uri": f"{scheme}://{bucket}/{key}", "bytes": int(obj["Size"]),
-                              "mtime": obj["LastModified"].timestamp()})
+                found.append({"uri": f"{scheme}://{bucket}/{key}", "rel": rel.lstrip("/"),
+                              "bytes": int(obj["Size"]), "mtime": obj["LastModified"].timestamp(),
+                              "error": None})
+    return sorted(found, key=lambda f: f["uri"])
+
+
+def _entry(path: bytes, rel: bytes, st: os.stat_result | None = None, error: str | None = None) -> dict[str, Any]:
+    return {"uri": path_uri(path), "rel": escape_bytes(rel), "bytes": st.st_size if st else None,
+            "mtime": st.st_mtime if st else None, "error": error}
+
+
+def _inside(real: bytes, top: bytes) -> bool:
+    return real == top or real.startswith(top.rstrip(b"/") + b"/")
+
+
+def _list_local(root: Path, exts: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The local listing (see "Links in local sources" in the module docstring)."""
+    top = os.path.realpath(os.fsencode(root))
+    bexts = tuple(os.fsencode(e) for e in exts)
+    if not os.path.isdir(top):  # a single file: the source names it, there is no tree to escape
+        return [_entry(top, os.path.basename(top), os.stat(top))] \
+            if top.lower().endswith(bexts) and stat.S_ISREG(os.stat(top).st_mode) else []
+    found: list[dict[str, Any]] = []
+    seen: set[bytes] = set()  # real paths of folders listed (cycles, two paths to one folder)
+    links: list[tuple[bytes, bytes]] = []  # folder links inside the root: listed after the real tree
+    stack: list[tuple[bytes, bytes]] = [(top, b"")]
+    while stack or links:
+        folder, rel = stack.pop() if stack else links.pop(0)
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            found.append(_entry(folder, rel, error=f"unreadable: {exc.strerror or exc}"))
+            continue
+        subfolders = []
+        for e in entries:
+            if e.name.startswith(b"."):
+                continue
+            erel = rel + b"/" + e.name if rel else e.name
+            video = e.name.lower().endswith(bexts)
+            try:
+                if e.is_symlink():
+                    target = os.path.realpath(e.path)
+                    if not os.path.exists(target):
+                        if video:
+                            found.append(_entry(e.path, erel, error=f"missing: broken link to "
+                                                f"{escape_bytes(os.readlink(e.path))}"))
+                        continue
+                    outside = not _inside(target, top)
+                    if os.path.isdir(target):
+                        if outside:
+                            found.append(_entry(e.path, erel, error=f"link_outside_root: folder link to "
+                                                f"{escape_bytes(target)}, not followed"))
+                        else:
+                            links.append((e.path, erel))
+                        continue
+                    if not video:
+                        continue
+                    if outside:
+                        found.append(_entry(e.path, erel, error=f"link_outside_root: links to "
+                                            f"{escape_bytes(target)}, not read"))
+                        continue
+                    st = os.stat(target)
+                elif e.is_dir(follow_symlinks=False):
+                    subfolders.append((e.path, erel))
+                    continue
+                elif video:
+                    st = e.stat(follow_symlinks=False)
+                else:
+                    continue
+            except OSError as exc:
+                found.append(_entry(e.path, erel, error=f"unreadable: {exc.strerror or exc}"))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append(_entry(e.path, erel, st))
+        stack.extend(reversed(subfolders))
     return sorted(found, key=lambda f: f["uri"])
 
 
 def list_videos(uri: str, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[dict[str, Any]]:
     """Video files (by extension, case-insensitive) under a folder/prefix or a single file,
-    recursively, sorted by URI: ``{"uri", "bytes", "mtime"}`` with absolute local paths or full
-    ``s3://`` URIs and ``mtime`` in epoch seconds. Raises ``FileNotFoundError`` for a missing
-    folder or bucket, ``PermissionError`` for a bucket the credentials cannot read."""
+    recursively, sorted by URI: ``{"uri", "rel", "bytes", "mtime", "error"}`` with local URIs as
+    ``path_uri`` writes them or full ``s3://`` URIs, ``rel`` the path under the source root
+    (escaped like the URI; a single-file source: its name), ``mtime`` in epoch seconds, and
+    ``error`` ``None`` or ``"<category>: <detail>"`` for a local entry that must not be read
+    (``link_outside_root``, ``missing``, ``unreadable``; ``bytes``/``mtime`` are then ``None``).
+    Raises ``FileNotFoundError`` for a missing folder or bucket, ``PermissionError`` for a bucket
+    the credentials cannot read."""
     exts = tuple(e.lower() for e in extensions)
     if is_s3(uri):
         return _list_s3(uri, exts)
     root = Path(to_local(uri)).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"no such folder: {uri}")
-    if root.is_file():
-        candidates = [root]
-    else:
-        candidates = [p for p in root.rglob("*") if not _hidden(p.relative_to(root).as_posix())]
-    found = []
-    for p in sorted(candidates):
-        if p.suffix.lower() in exts and p.is_file():
-            st = p.stat()
-            found.append({"uri": str(p.resolve()), "bytes": st.st_size, "mtime": st.st_mtime})
-    return found
+    return _list_local(root, exts)
 
 
 @contextmanager
