@@ -158,7 +158,7 @@ def test_audio_is_cut_in_sync_with_the_video(shared_videos: Path, tmp_path: Path
     src_first, src = mono16k(path)
     out_first, out = mono16k(str(tmp_path / "h.mp4"))
     assert abs(out_first) < 1e-3 and abs(len(out) / 16000 - enc["n_frames"] / enc["fps"]) < 0.03
-    at = round((v0 + enc["t0"] - src_first) * 16000)  # where the crop's first sample is in the source
+    at = round((v0 + enc["t_first"] - src_first) * 16000)  # where the crop's first sample is in the source
     probe = out[4000:20000]
     lags = range(-400, 401)
     corr = [float(np.dot(probe, src[at + 4000 + k:at + 20000 + k])) for k in lags]

@@ -182,7 +182,7 @@ def crops_row(row: dict[str, Any], params: CropParams, root: str) -> dict[str, A
         remove_crop(uri)
         raise
     x, y, side = enc["box"]
-    first = round(enc["t0"] * enc["fps"])
+    first = round(enc["t_first"] * enc["fps"])
     return {
         "crop_uri": uri, "crop_x": x, "crop_y": y, "crop_side": side, "crop_size": params.size,
         "frame_start": first, "frame_end": first + enc["n_frames"], "n_frames": enc["n_frames"],
