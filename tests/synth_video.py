@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -60,6 +61,30 @@ def make_test_video(path: Path, seconds: float = 4.0, fps: int = 25, size: tuple
         out.mux(video.encode())
         if sound is not None:
             _write_tone(out, sound, n / fps)
+    return path
+
+
+def make_timed_video(path: Path, times: Sequence[float], *, gop: int = 12, audio: bool = False,
+                     size: tuple[int, int] = SIZE) -> Path:
+    """A video whose frames have exactly the presentation ``times`` (seconds, on a 1/90000 time
+    base): irregular steps make a variable-frame-rate file, a first time > 0 a stream whose
+    ``start_time`` is not 0 (the optional tone starts at 0, before the video, as in phone files).
+    libx264 with B-frames and a keyframe every ``gop`` frames, so spans start mid-GOP."""
+    tb = Fraction(1, 90000)
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = tb
+        video.options = {"crf": "28", "preset": "veryfast", "g": str(gop), "bf": "3"}
+        sound = _aac(out) if audio else None
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(scene_frame(i // gop, i, size), format="bgr24")
+            frame.pts, frame.time_base = round(t / tb), tb
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        if sound is not None:
+            _write_tone(out, sound, float(times[-1]) + 0.04)
     return path
 
 

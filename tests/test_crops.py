@@ -3,6 +3,7 @@ min_crop_px rule, hostile input, one engine run and one S3 round trip."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 import yaml
 from conftest import make_context, rows, write_config
-from synth_video import make_garbled_video
+from synth_video import make_garbled_video, make_timed_video
 
 import jobs.stages.crops  # noqa: F401  (registers crops.write)
+from udfs.artifacts import marker_uri
 from udfs.base import StageError
 from udfs.crops import CropParams, crop_square, crops_root, crops_row, plan_crop
-from udfs.crops_encode import coded_square, encode_crop
+from udfs.crops_encode import _Writer, coded_square, encode_crop
 from udfs.detectors import get_detector
 from udfs.faces import FacesParams, detect_clip
 from udfs.video import upright
@@ -107,10 +109,12 @@ def test_crops_are_512_h264_with_the_clip_timing_and_its_audio(encoded: dict) ->
         with av.open(row["video_uri"]) as src:
             vs = src.streams.video[0]
             fps, duration = float(vs.average_rate), (end or float(vs.duration * vs.time_base)) - start
-        assert res["crop_uri"].endswith(f"/{name}.mp4") and Path(res["crop_uri"]).stat().st_size == res["crop_bytes"]
+        assert re.fullmatch(rf".*/{name}/[0-9a-f]{{20}}\.mp4", res["crop_uri"])
+        assert Path(res["crop_uri"]).stat().st_size == res["crop_bytes"]
         assert res["crop_side"] >= 256 and res["upscale"] == pytest.approx(512 / res["crop_side"])
-        assert abs(res["n_frames"] - duration * fps) <= 2 and res["frame_end"] - res["frame_start"] == res["n_frames"]
-        assert res["frame_start"] == round(start * fps)
+        assert abs(res["n_frames"] - duration * fps) <= 2
+        assert start - 1e-6 <= res["t_first"] < start + 1 / fps
+        assert res["t_last"] - res["t_first"] == pytest.approx((res["n_frames"] - 1) / fps, abs=0.5 / fps)
         with av.open(res["crop_uri"]) as c:
             v = c.streams.video[0]
             assert (v.codec_context.name, v.width, v.height, v.format.name) == ("h264", 512, 512, "yuv420p")
@@ -120,7 +124,7 @@ def test_crops_are_512_h264_with_the_clip_timing_and_its_audio(encoded: dict) ->
                 a = c.streams.audio[0]
                 assert a.codec_context.name == "aac"
                 assert abs(float(a.duration * a.time_base) - duration) < 0.15, name
-        assert list(Path(res["crop_uri"]).parent.glob(".*")) == []  # no temporary file left
+        assert list(Path(res["crop_uri"]).parents[1].rglob(".*")) == []  # no temporary file left
 
 
 def test_the_face_is_inside_every_sampled_crop_frame(encoded: dict) -> None:
@@ -158,7 +162,7 @@ def test_audio_is_cut_in_sync_with_the_video(shared_videos: Path, tmp_path: Path
     src_first, src = mono16k(path)
     out_first, out = mono16k(str(tmp_path / "h.mp4"))
     assert abs(out_first) < 1e-3 and abs(len(out) / 16000 - enc["n_frames"] / enc["fps"]) < 0.03
-    at = round((v0 + enc["t0"] - src_first) * 16000)  # where the crop's first sample is in the source
+    at = round((v0 + enc["t_first"] - src_first) * 16000)  # where the crop's first sample is in the source
     probe = out[4000:20000]
     lags = range(-400, 401)
     corr = [float(np.dot(probe, src[at + 4000 + k:at + 20000 + k])) for k in lags]
@@ -169,12 +173,14 @@ def test_audio_is_cut_in_sync_with_the_video(shared_videos: Path, tmp_path: Path
 
 def test_small_face_is_an_error_row_and_no_file(shared_videos: Path, tmp_path: Path) -> None:
     row = faces_row(shared_videos, "lp_s13")  # full body, face ~73 px in 720x1080
-    stale = tmp_path / "lp_s13.mp4"
-    stale.write_bytes(b"left by an earlier run")
+    earlier = tmp_path / "lp_s13" / "0123456789abcdef0123.mp4"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"published by an earlier run")
     with pytest.raises(StageError) as err:
         crops_row(row, CropParams(), str(tmp_path))
     assert err.value.category == "min_crop_px" and int(err.value.detail) < 256
-    assert list(tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [earlier]  # a failing row deletes nothing
+    assert earlier.read_bytes() == b"published by an earlier run"
 
 
 def hostile_row(files: dict[str, Path], name: str, width: int = 160, height: int = 120) -> dict:
@@ -214,6 +220,121 @@ def test_rotated_video_crop_matches_the_upright_frame(hostile_videos: dict[str, 
     assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
 
 
+# ---- frame times of VFR and offset streams --------------------------------------------------------
+
+def decoded_times(path: str) -> list[float]:
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        origin = s.start_time or 0
+        return sorted(float((f.pts - origin) * s.time_base) for f in c.decode(s))
+
+
+@pytest.mark.parametrize("kind", ["vfr", "offset"])
+def test_written_frames_are_recorded_by_their_times(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(3)
+    times = (np.concatenate([[0.0], np.cumsum(rng.uniform(0.012, 0.09, 70))]) if kind == "vfr"
+             else 2.5 + np.arange(75) / 25)  # a stream whose first frame is 2.5 s into the file
+    path = make_timed_video(tmp_path / f"{kind}.mp4", times, audio=kind == "offset")
+    src = decoded_times(str(path))
+    start, end = src[20] - 0.003, src[50]  # mid-GOP, the end exactly on a frame time
+    row = {"clip_id": kind, "video_id": kind, "video_uri": str(path), "start_s": start, "end_s": end,
+           "track_boxes": [[40, 30, 40, 40]], "frame_width": 160, "frame_height": 120}
+    res = crops_row(row, CropParams(min_crop_px=16, size=64), str(tmp_path / "crops"))
+    assert (res["t_first"], res["t_last"], res["n_frames"]) == (src[20], src[49], 30)
+    assert "frame_start" not in res and "frame_end" not in res
+    written = [res["t_first"] + t for t in decoded_times(res["crop_uri"])]
+    assert np.allclose(written, src[20:50], atol=1e-4)  # the crop keeps the source's irregular steps
+    assert res["has_audio"] is (kind == "offset")
+
+
+# ---- immutable files ------------------------------------------------------------------------------
+
+@pytest.fixture
+def talk(hostile_videos: dict[str, Path]) -> dict:
+    return {**hostile_row(hostile_videos, "tiny_talk"), "video_id": "v_tiny", "end_s": 1.2}
+
+
+SMALL = CropParams(min_crop_px=16, size=64)
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_inputs_reuse_the_file_and_new_inputs_get_a_new_one(talk: dict, tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "crops"
+    first = crops_row(talk, SMALL, str(root))
+    assert re.fullmatch(rf"{re.escape(str(root))}/tiny_talk/[0-9a-f]{{20}}\.mp4", first["crop_uri"])
+    before = files_under(root)
+    assert sorted(before) == [f"tiny_talk/{Path(first['crop_uri']).stem}.{ext}" for ext in ("json", "mp4")]
+
+    def no_encode(*args, **kwargs):
+        raise AssertionError("a complete file of the same digest must be reused")
+
+    monkeypatch.setattr("udfs.crops.encode_crop", no_encode)
+    assert crops_row(talk, SMALL, str(root)) == first  # the re-run targets the same path, skips the work
+    monkeypatch.undo()
+    assert files_under(root) == before
+    others = [crops_row(talk, CropParams(min_crop_px=16, size=64, crf=30), str(root)),  # encoder setting
+              crops_row({**talk, "end_s": 1.0}, SMALL, str(root)),  # the clip span
+              crops_row({**talk, "track_boxes": [[44, 30, 40, 40]]}, SMALL, str(root)),  # the track
+              crops_row({**talk, "video_id": "v_other"}, SMALL, str(root))]  # the source content
+    uris = {first["crop_uri"]} | {o["crop_uri"] for o in others}
+    assert len(uris) == 5 and all(Path(u).is_file() for u in uris)
+    assert {k: v for k, v in files_under(root).items() if k in before} == before
+
+
+def failing_writer(monkeypatch, after: int = 5) -> None:
+    """libx264 writes real partial output, then the attempt dies mid-clip."""
+    write = _Writer.write
+
+    def write_then_fail(self, frame):
+        if self.n == after:
+            self.out.mux(self.video.encode())  # flush what is encoded so far into the partial file
+            raise StageError("encode", "simulated failure mid-clip")
+        write(self, frame)
+
+    monkeypatch.setattr(_Writer, "write", write_then_fail)
+
+
+def test_a_failing_attempt_never_deletes_or_overwrites_a_published_file(
+        talk: dict, tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "crops"
+    first = crops_row(talk, SMALL, str(root))
+    published = Path(first["crop_uri"])
+    before = files_under(root)
+    Path(marker_uri(first["crop_uri"])).unlink()  # as if the first attempt died before its marker
+    failing_writer(monkeypatch)
+    for row, params in ((talk, SMALL), ({**talk, "end_s": 1.0}, SMALL)):  # same path, and a new path
+        with pytest.raises(StageError, match="simulated"):
+            crops_row(row, params, str(root))
+    assert files_under(root) == {k: v for k, v in before.items() if not k.endswith(".json")}
+    assert published.read_bytes() == before[published.relative_to(root).as_posix()]
+    monkeypatch.undo()
+    again = crops_row(talk, SMALL, str(root))  # the published file is adopted, never rewritten
+    assert again == {**first, "encode_ms": again["encode_ms"]}
+    assert sorted(files_under(root)) == sorted(before) and published.read_bytes() == before[
+        published.relative_to(root).as_posix()]
+
+
+def test_a_killed_attempt_leaves_only_a_hidden_part_file_that_the_sweep_takes(
+        talk: dict, tmp_path: Path, monkeypatch) -> None:
+    from udfs.artifacts import sweep
+
+    root = tmp_path / "crops"
+    failing_writer(monkeypatch)
+    monkeypatch.setattr("os.unlink", lambda path: None)  # SIGKILL: no cleanup runs
+    with pytest.raises(StageError):
+        crops_row(talk, SMALL, str(root))
+    monkeypatch.undo()
+    parts = [p for p in root.rglob("*") if p.is_file()]
+    assert len(parts) == 1 and parts[0].name.startswith(".") and parts[0].name.endswith(".part")
+    assert parts[0].parent == root and parts[0].stat().st_size > 0  # partial output, never at a published path
+    assert sweep(str(root), set(), retention_hours=1.0, dry_run=False) == []  # too young to sweep
+    assert sweep(str(root), set(), retention_hours=0.0, dry_run=False) == [str(parts[0])]
+    assert files_under(root) == {}
+
+
 # ---- through the engine, and on S3 --------------------------------------------------------------
 
 STAGES = ["ingest", "probe", "split", "faces", "crops"]
@@ -244,10 +365,14 @@ def test_engine_run_writes_rows_files_and_quarantine(engine, shared_videos: Path
     out = {r["video_uri"].rsplit("/", 1)[1]: r for r in rows(
         ctx, "SELECT k.*, c.video_uri FROM silver_crops k JOIN silver_clips c ON c.clip_id = k.clip_id")}
     good, small = out["lp_d18.mp4"], out["lp_s13.mp4"]
-    assert good["error"] is None and good["crop_uri"] == f"{ctx.cfg.lake}/crops/{good['clip_id']}.mp4"
+    assert good["error"] is None and re.fullmatch(rf"{re.escape(ctx.cfg.lake)}/crops/{good['clip_id']}/[0-9a-f]{{20}}\.mp4",
+                                                  good["crop_uri"])
     assert (good["crop_size"], good["crop_side"], good["n_frames"], good["has_audio"]) == (512, 480, 216, True)
     assert small["error"].startswith("min_crop_px:") and small["crop_uri"] is None
-    assert sorted(p.name for p in (Path(ctx.cfg.lake) / "crops").iterdir()) == [f"{good['clip_id']}.mp4"]
+    digest = Path(good["crop_uri"]).stem
+    assert sorted(p.relative_to(Path(ctx.cfg.lake) / "crops").as_posix()
+                  for p in (Path(ctx.cfg.lake) / "crops").rglob("*") if p.is_file()) == \
+        [f"{good['clip_id']}/{digest}.json", f"{good['clip_id']}/{digest}.mp4"]
     q = rows(ctx, "SELECT rule, value, threshold FROM quarantine WHERE stage = 'crops'")
     assert q == [{"rule": "crops.min_crop_px", "value": small["error"].split(": ")[1], "threshold": "256"}]
     assert [r.pending for r in run_pipeline(ctx, ["crops"], log=lambda m: None)] == [0]
@@ -260,9 +385,12 @@ def test_crop_of_an_s3_video_into_an_s3_lake(s3_server, shared_videos: Path) -> 
     client.upload_file(str(shared_videos / "lp_d18.mp4"), "facevid-crops", "raw/lp_d18.mp4")
     row = {**faces_row(shared_videos, "lp_d18", 0.0, 3.0), "video_uri": f"{bucket}/raw/lp_d18.mp4"}
     res = crops_row(row, CropParams(), crops_root(f"{bucket}/lake", "crops"))
-    assert res["crop_uri"] == "s3://facevid-crops/lake/crops/lp_d18.mp4"
-    body = client.get_object(Bucket="facevid-crops", Key="lake/crops/lp_d18.mp4")["Body"].read()
+    assert re.fullmatch(r"s3://facevid-crops/lake/crops/lp_d18/[0-9a-f]{20}\.mp4", res["crop_uri"])
+    key = res["crop_uri"].split("/", 3)[3]
+    body = client.get_object(Bucket="facevid-crops", Key=key)["Body"].read()
     assert len(body) == res["crop_bytes"]
+    assert crops_row(row, CropParams(), crops_root(f"{bucket}/lake", "crops")) == res  # reused via the marker
+    assert client.get_object(Bucket="facevid-crops", Key=key)["Body"].read() == body
     import io
 
     with av.open(io.BytesIO(body)) as c:

@@ -4,8 +4,15 @@ The square is centred on the median centre of the smoothed main-track boxes, mov
 ``shift_down`` x the median box side (shoulders), with side ``expand`` x the largest box side
 (the face stays inside while it moves); it is shifted inside the frame and shrunk to the frame's
 short side when larger. A square under ``min_crop_px`` source pixels is an error row, never an
-upscaled file. Files go to ``<dir>/<clip_id>.mp4``: a local temporary file moved (or uploaded to
-S3) into place, so a crash never leaves half a file at the final URI; a re-run overwrites it.
+upscaled file.
+
+Files are immutable (``udfs.artifacts``): ``<root>/<clip_id>/<digest>.mp4`` where the digest
+hashes everything that determines the bytes (video_id, the clip span, the track boxes and the
+square, the crop and encoder params, ``CODE_VERSION`` and the PyAV/FFmpeg version). A run encodes
+into a temporary file and publishes it in one step, then writes ``<digest>.json`` (the row's
+values); a re-run with the same inputs finds the marker and skips the encode. A failing attempt
+removes only its temporary file: it never deletes or overwrites a published file. Unreferenced
+files are removed by ``udfs.artifacts.sweep`` only.
 """
 
 from __future__ import annotations
@@ -13,19 +20,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import av
 import numpy as np
 
+from udfs.artifacts import content_digest, publish, published_size, read_marker, temp_for, write_marker
 from udfs.base import StageError, validate
 from udfs.crops_encode import encode_crop
-from udfs.storage import is_s3, local_path, put_file, s3_client, split_s3, to_local
+from udfs.storage import local_path
 
 CROPS_COLUMNS: dict[str, str] = {
     "crop_uri": "string",
@@ -33,8 +38,11 @@ CROPS_COLUMNS: dict[str, str] = {
     "crop_y": "int",
     "crop_side": "int",
     "crop_size": "int",
-    "frame_start": "int",
-    "frame_end": "int",
+    # times (seconds, the clip's start_s clock: pts from the video stream's start) of the first
+    # and last frame written; they identify the frames exactly, also for VFR and offset streams.
+    # No frame index: a true one means decoding/demuxing the video from its start for every clip.
+    "t_first": "double",
+    "t_last": "double",
     "n_frames": "int",
     "fps": "double",
     "has_audio": "boolean",
@@ -42,6 +50,7 @@ CROPS_COLUMNS: dict[str, str] = {
     "upscale": "double",
     "encode_ms": "double",
 }
+CODE_VERSION = 2  # bump when the cutting/encoding code changes the bytes it writes
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -119,73 +128,62 @@ def crops_root(lake: str | None, folder: str) -> str:
     return f"{lake.rstrip('/')}/{folder.strip('/')}"
 
 
-def crop_uri(root: str, clip_id: str) -> str:
-    return f"{root}/{clip_id}.mp4"
+def crop_digest(row: dict[str, Any], params: CropParams, box: tuple[int, int, int]) -> str:
+    """Digest of everything that determines a crop file's bytes (``dir`` and ``min_crop_px`` do not)."""
+    fields = {k: v for k, v in asdict(params).items() if k not in ("dir", "min_crop_px")}
+    return content_digest({
+        "code": CODE_VERSION, "av": av.__version__, "video": str(row.get("video_id") or row["video_uri"]),
+        "span": [None if v is None else round(v, 6) for v in (_seconds(row.get("start_s"), 0.0),
+                                                              _seconds(row.get("end_s"), None))],
+        "boxes": np.round(_boxes(row.get("track_boxes")), 3).tolist(), "square": list(box),
+        "frame": [int(row["frame_width"]), int(row["frame_height"])], "params": fields,
+    })
 
 
-def _temp_for(uri: str) -> str:
-    """A temporary file to encode into: beside the target when local (a rename publishes it
-    atomically; the dot name keeps listings away), in the temp folder for S3."""
-    if is_s3(uri):
-        fd, tmp = tempfile.mkstemp(prefix="facevid-crop-", suffix=".mp4")
-        os.close(fd)
-        return tmp
-    dest = Path(to_local(uri))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return str(dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
-
-
-def _publish(tmp: str, uri: str) -> None:
-    if is_s3(uri):
-        put_file(tmp, uri)  # one PUT: the object appears whole or not at all
-        os.unlink(tmp)
-    else:
-        os.replace(tmp, to_local(uri))
-
-
-def remove_crop(uri: str) -> None:
-    """Delete a crop file left by an earlier run (best effort)."""
-    with contextlib.suppress(Exception):
-        if is_s3(uri):
-            bucket, key = split_s3(uri)
-            s3_client().delete_object(Bucket=bucket, Key=key)
-        else:
-            os.unlink(to_local(uri))
+def crop_uri(root: str, clip_id: str, digest: str) -> str:
+    return f"{root}/{clip_id}/{digest}.mp4"
 
 
 def _seconds(value: Any, default: float | None) -> float | None:
     return default if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def crops_row(row: dict[str, Any], params: CropParams, root: str) -> dict[str, Any]:
-    """Per-row UDF body: a faces row joined with its clip (``clip_id``, ``video_uri``,
-    ``start_s``, ``end_s``, ``track_boxes``, ``frame_width``, ``frame_height``) -> the crop file
-    and its ``CROPS_COLUMNS``. A clip that fails leaves no file at its URI."""
-    uri = crop_uri(root, str(row["clip_id"]))
-    tmp = None
-    try:
-        box = plan_crop(row, params)
-        start = _seconds(row.get("start_s"), 0.0) or 0.0
-        end = _seconds(row.get("end_s"), None)
-        tmp = _temp_for(uri)
-        t = time.perf_counter()
-        with local_path(str(row["video_uri"])) as path:
-            enc = encode_crop(path, start, end, box, params.size, tmp, params.crf, params.preset,
-                              params.audio_kbps)
-        encode_ms = (time.perf_counter() - t) * 1000.0
-        size = os.path.getsize(tmp)
-        _publish(tmp, uri)
-    except BaseException:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        remove_crop(uri)
-        raise
+def _encode(row: dict[str, Any], params: CropParams, box: tuple[int, int, int], tmp: str) -> dict[str, Any]:
+    start = _seconds(row.get("start_s"), 0.0) or 0.0
+    t = time.perf_counter()
+    with local_path(str(row["video_uri"])) as path:
+        enc = encode_crop(path, start, _seconds(row.get("end_s"), None), box, params.size, tmp, params.crf,
+                          params.preset, params.audio_kbps)
     x, y, side = enc["box"]
-    first = round(enc["t0"] * enc["fps"])
     return {
-        "crop_uri": uri, "crop_x": x, "crop_y": y, "crop_side": side, "crop_size": params.size,
-        "frame_start": first, "frame_end": first + enc["n_frames"], "n_frames": enc["n_frames"],
-        "fps": enc["fps"], "has_audio": enc["has_audio"], "crop_bytes": size,
-        "upscale": params.size / side, "encode_ms": encode_ms,
+        "crop_x": int(x), "crop_y": int(y), "crop_side": int(side), "crop_size": params.size,
+        "t_first": float(enc["t_first"]), "t_last": float(enc["t_last"]), "n_frames": int(enc["n_frames"]),
+        "fps": float(enc["fps"]), "has_audio": bool(enc["has_audio"]), "crop_bytes": os.path.getsize(tmp),
+        "upscale": params.size / side,
+        "encode_ms": (time.perf_counter() - t) * 1000.0,
     }
+
+
+def crops_row(row: dict[str, Any], params: CropParams, root: str) -> dict[str, Any]:
+    """Per-row UDF body: a faces row joined with its clip (``clip_id``, ``video_id``, ``video_uri``,
+    ``start_s``, ``end_s``, ``track_boxes``, ``frame_width``, ``frame_height``) -> the crop file
+    and its ``CROPS_COLUMNS``. Reuses a complete file of the same digest; a clip that fails
+    leaves every published file as it was."""
+    box = plan_crop(row, params)
+    uri = crop_uri(root, str(row["clip_id"]), crop_digest(row, params, box))
+    done = read_marker(uri)
+    if done is not None and set(CROPS_COLUMNS) <= set(done):
+        return {**{k: done[k] for k in CROPS_COLUMNS}, "crop_uri": uri}
+    tmp = temp_for(uri, folder=root)  # in the root: a failed attempt leaves no folder behind
+    try:
+        out = {"crop_uri": uri, **_encode(row, params, box, tmp)}
+        existing = published_size(uri)
+        if existing:  # published by an attempt that stopped before its marker: keep those bytes
+            out["crop_bytes"] = existing
+        else:
+            publish(tmp, uri)
+        write_marker(uri, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return out

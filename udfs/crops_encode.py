@@ -20,9 +20,8 @@ import cv2
 import numpy as np
 
 from udfs.base import StageError
-from udfs.video import _open, upright
+from udfs.video import VideoSpan, upright
 
-_EPS = 1e-6
 _FAST_FORMATS = ("yuv420p", "yuvj420p")  # planes used as they are
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _AAC_FRAME = 1024
@@ -189,53 +188,38 @@ class _Writer:
 
 def encode_crop(path: str, start_s: float, end_s: float | None, box: tuple[int, int, int], size: int,
                 out_path: str, crf: int = 18, preset: str = "veryfast", audio_kbps: int = 128) -> dict[str, Any]:
-    """Crop upright square ``box`` (x, y, side in upright source pixels) out of every frame with
-    ``start_s <= t < end_s`` (seconds from the video's first frame) into an mp4 at ``out_path``.
+    """Crop upright square ``box`` (x, y, side in upright source pixels) out of every frame of the
+    span ``[start_s, end_s)`` (``udfs.video``'s clock and span rule) into an mp4 at ``out_path``.
 
-    Returns ``box`` (the square cut, corner on even coded pixels), ``t0`` (first frame time),
-    ``n_frames``, ``fps``, ``has_audio``. Raises ``StageError("decode")``."""
-    container, stream = _open(path)
-    tb, origin = stream.time_base, stream.start_time or 0
-    v0 = float(origin * tb)  # absolute time of the video's t = 0
-    fps = stream.average_rate or stream.guessed_rate or Fraction(25)
-    audio = _Audio.of(container.streams.audio[0]) if container.streams.audio else None
+    Returns ``box`` (the square cut, corner on even coded pixels), ``t_first``/``t_last`` (pts
+    times of the first and last written frame), ``n_frames``, ``fps``, ``has_audio``.
+    Raises ``StageError("decode")`` (or ``"encode"``)."""
     writer: _Writer | None = None
-    t0 = t_last = -math.inf
-    a1 = None if end_s is None else v0 + end_s
-    try:
-        if start_s > 0:
-            container.seek(origin + int(start_s / tb), stream=stream, backward=True, any_frame=False)
-        video_done = False
-        for packet in container.demux(*([stream] + ([audio.stream] if audio else []))):
-            if audio is not None and packet.stream is audio.stream:
-                if not audio.done:
-                    with contextlib.suppress(av.FFmpegError):  # a bad audio packet is a gap of silence
-                        for frame in packet.decode():
-                            audio.add(frame, v0 + start_s, a1)
-                continue
-            if video_done:
-                if audio is None or audio.done:
-                    break
-                continue
-            for frame in packet.decode():
-                t = float((frame.pts - origin) * tb) if frame.pts is not None else t_last + _EPS
-                if t < start_s - _EPS:
+    t_first = t_last = -math.inf
+    with VideoSpan(path, start_s, end_s, audio=True) as span:
+        v0, fps = span.origin_s, span.fps  # v0: container time of the video's t = 0
+        audio = _Audio.of(span.audio) if span.audio is not None else None
+        a1 = None if end_s is None else v0 + end_s
+        try:
+            for t, frame in span.frames(audio=True):
+                if isinstance(frame, av.AudioFrame):
+                    if audio is not None and not audio.done:
+                        audio.add(frame, v0 + start_s, a1)
+                    elif span.video_done:
+                        break  # audio past the clip and every video frame written
                     continue
-                if end_s is not None and t >= end_s - _EPS:
-                    video_done = True
-                    break
                 if writer is None:
-                    t0 = t
+                    t_first = t
                     writer = _Writer(out_path, frame, box, size, fps, audio, crf, preset, audio_kbps)
                 t_last = t
                 writer.write(frame)
-        if writer is None:
-            raise StageError("decode", f"no frames in [{start_s}, {end_s}) of {path}")
-        writer.close(audio, v0 + t0, v0 + t_last + 1 / float(fps))
-    except av.FFmpegError as exc:
-        raise StageError("decode", f"{path}: {exc}") from exc
-    finally:
-        container.close()
-        if writer is not None:
-            writer.abort()
-    return {"box": writer.box, "t0": t0, "n_frames": writer.n, "fps": float(fps), "has_audio": audio is not None}
+            if writer is None:
+                raise StageError("decode", f"no frames in [{start_s}, {end_s}) of {path}")
+            writer.close(audio, v0 + t_first, v0 + t_last + 1 / float(fps))
+        except av.FFmpegError as exc:
+            raise StageError("decode", f"{path}: {exc}") from exc
+        finally:
+            if writer is not None:
+                writer.abort()
+    return {"box": writer.box, "t_first": t_first, "t_last": t_last, "n_frames": writer.n, "fps": float(fps),
+            "has_audio": audio is not None}

@@ -24,7 +24,7 @@ import numpy as np
 
 from udfs.base import StageError, cached_model, validate
 from udfs.storage import is_s3, to_local
-from udfs.video import _open, _to_array, upright
+from udfs.video import VideoSpan, to_array
 
 EMBED_COLUMNS: dict[str, str] = {
     "embedding": "array<float>",
@@ -105,38 +105,30 @@ def dhash(gray: np.ndarray) -> int:
 
 
 def frames_at(path: str, times: list[float], start_s: float, end_s: float | None,
-              boxes: Container[float]) -> Iterator[tuple[float, np.ndarray | None, np.ndarray | None]]:
-    """One decoding pass over the clip yielding ``(t, rgb, gray)`` for the first frame at/after each
-    of ``times`` (sorted sample times). ``rgb`` (upright) is made for the times in ``boxes``,
-    ``gray`` (small, for hashing) for the others too. Stops after the last time."""
-    container, stream = _open(path)
-    tb, origin = stream.time_base, stream.start_time or 0
+              boxes: Container[float]) -> Iterator[tuple[float, float, np.ndarray | None, np.ndarray | None]]:
+    """One decoding pass over the clip's span (``udfs.video``'s span rule) yielding
+    ``(wanted, t, rgb, gray)`` for the first frame ``t`` at/after each of ``times`` (sample
+    times). ``rgb`` (upright) is made for the times in ``boxes``, ``gray`` (small, for hashing)
+    for the others too. Stops after the last time."""
     todo = sorted(times)
-    try:
-        if start_s > 0 and tb is not None:
-            container.seek(origin + int(start_s / tb), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            if not todo:
-                break
-            if frame.pts is None:
-                continue
-            t = float((frame.pts - origin) * tb)
-            if end_s is not None and t >= end_s + _EPS:
-                break
-            if t < todo[0] - _EPS:
-                continue
-            hits = [todo.pop(0)]
-            while todo and todo[0] <= t + _EPS:  # several times map to this frame (a gap in the stream)
-                hits.append(todo.pop(0))
-            rgb = np.ascontiguousarray(upright(_to_array(frame, "rgb24", None), frame.rotation)) \
-                if any(h in boxes for h in hits) else None
-            gray = upright(_to_array(frame, "gray", _HASH_SIDE), frame.rotation)
-            for h in hits:
-                yield h, rgb if h in boxes else None, gray
-    except av.FFmpegError as exc:
-        raise StageError("decode", f"{path}: {exc}") from exc
-    finally:
-        container.close()
+    if not todo:
+        return
+    with VideoSpan(path, start_s, end_s) as span:
+        try:
+            for t, frame in span.frames():
+                if t < todo[0] - _EPS:
+                    continue
+                hits = [todo.pop(0)]
+                while todo and todo[0] <= t + _EPS:  # several times map to this frame (a gap in the stream)
+                    hits.append(todo.pop(0))
+                rgb = np.ascontiguousarray(to_array(frame, "rgb24")) if any(h in boxes for h in hits) else None
+                gray = to_array(frame, "gray", _HASH_SIDE)
+                for h in hits:
+                    yield h, t, rgb if h in boxes else None, gray
+                if not todo:
+                    return
+        except av.FFmpegError as exc:
+            raise StageError("decode", f"{path}: {exc}") from exc
 
 
 def _array(values: Any, width: int) -> np.ndarray:
@@ -171,7 +163,7 @@ def embed_clip(path: str, row: dict[str, Any], params: EmbedParams) -> dict[str,
     predictor, model = load_models(params)
     chips, hashes, model_s = [], [], 0.0
     start, end = _seconds(row.get("start_s")), _seconds(row.get("end_s"))
-    for t, rgb, gray in frames_at(path, sorted(set(want) | set(hash_times)), start or 0.0, end, want):
+    for t, _, rgb, gray in frames_at(path, sorted(set(want) | set(hash_times)), start or 0.0, end, want):
         if any(abs(t - h) <= _EPS for h in hash_times):
             hashes.append(dhash(gray))
         if rgb is None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 @register
 class WriteCrops(ClipTrackOp):
     """One square per clip around the smoothed main face track, resized to ``size`` and written to
-    ``<lake>/<dir>/<clip_id>.mp4`` with the clip's audio. Squares under ``min_crop_px`` source
+    ``<lake>/<dir>/<clip_id>/<digest>.mp4`` (immutable, see ``udfs.crops``) with the clip's audio. Squares under ``min_crop_px`` source
     pixels and clips without a face track are error rows (no file)."""
 
     name = "crops.write"
