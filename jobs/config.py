@@ -65,6 +65,11 @@ class StageSpec:
         return self.inputs[0] if self.inputs else None
 
 
+def is_uri(path: str) -> bool:
+    """An absolute location: a URI (``s3://``, ``dbfs:/``, ``file://``) or an absolute local path."""
+    return "://" in path or path.startswith(("dbfs:", "/"))
+
+
 @dataclass
 class PipelineConfig:
     path: Path
@@ -73,18 +78,20 @@ class PipelineConfig:
     sources: list[Source]
     stages: dict[str, StageSpec] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
-    files: str | None = None  # root of the lake's files (artifacts, leases, validation results)
+    files: str = ""  # the files root: crops, validation results, the report (see file_uri)
 
     @property
     def files_root(self) -> str:
-        """Where the lake's files live: ``files:`` (or --files / FACEVID_FILES), else the lake root
-        itself; a Unity Catalog lake has no path, so it needs one (a UC volume folder)."""
-        if self.files:
-            return self.files.rstrip("/")
-        if self.lake.startswith("uc:"):
-            raise ConfigError(f"lake {self.lake} is a Unity Catalog schema: set `files:` in {self.path.name} "
-                              "(or --files / FACEVID_FILES) to a folder for its files, e.g. /Volumes/main/facevid/files")
-        return self.lake.rstrip("/")
+        """Where everything that is a file, not a table, goes: ``files:`` / ``--files`` /
+        ``FACEVID_FILES``, by default the lake root itself (required for a ``uc:`` lake)."""
+        return self.files.rstrip("/")
+
+    def file_uri(self, path: str) -> str:
+        """``path`` itself when absolute (a local path, ``s3://``, ``dbfs:/``), else under the files root."""
+        if is_uri(path):
+            return path.rstrip("/") or path
+        rel = path.strip("/")
+        return f"{self.files_root}/{rel}" if rel else self.files_root
 
     def producer(self, table: str) -> StageSpec | None:
         """The stage whose output is ``table``."""
@@ -132,7 +139,7 @@ def build_params(cls: type, values: dict[str, Any] | None, where: str) -> Any:
 
 def _resolve(uri: str, base: Path) -> str:
     """Relative local paths are relative to the config file; URIs pass through."""
-    if "://" in uri or uri.startswith("dbfs:") or uri.startswith("uc:"):
+    if "://" in uri or uri.startswith(("dbfs:", "uc:")):
         return uri
     p = Path(os.path.expanduser(uri))
     return str(p if p.is_absolute() else (base / p).resolve())
@@ -157,14 +164,59 @@ def _inputs(stage: str, value: Any) -> tuple[str, ...]:
     return tuple(tables)
 
 
+def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> None:
+    """``KEY=VALUE`` overrides (``--set``) written into the parsed file, as if the file said so:
+    ``KEY`` is a dotted path (``stages.embed.params.model_path``), ``VALUE`` a YAML scalar."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not sep or not parts:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. stages.embed.params.model_path=/Volumes/...")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if parts[0] == "stages" and len(parts) > 2 and parts[1] not in (raw.get("stages") or {}):
+            raise ConfigError(f"--set {key}: no stage {parts[1]!r} in {where}; declared: "
+                              f"{', '.join(raw.get('stages') or {})}")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:depth + 1])} is not a mapping")
+        node[parts[-1]] = value
+
+
+def _files_root(files: str | None, lake: str, raw: dict[str, Any], base: Path, cfg_path: Path) -> str:
+    """``--files`` > ``FACEVID_FILES`` > ``files:`` > the lake root (path lakes only)."""
+    value = files or os.environ.get("FACEVID_FILES")
+    origin = Path.cwd()
+    if not value and raw.get("files"):
+        value, origin = str(raw["files"]), base
+    if not value:
+        if lake.startswith("uc:"):
+            catalog, _, schema = lake[3:].partition(".")
+            raise ConfigError(f"lake {lake} holds tables only: set the files root for crops, validation "
+                              f"results and the report (`files:` in {cfg_path.name}, --files or FACEVID_FILES), "
+                              f"e.g. files: /Volumes/{catalog or 'main'}/{schema or 'facevid'}/files")
+        return lake
+    if value.startswith("uc:"):
+        raise ConfigError(f"files root {value!r} must be a folder (a path, /Volumes/..., dbfs:/ or s3://), not uc:")
+    return _resolve(value, origin)
+
+
 def load_config(
     path: str | os.PathLike[str],
     lake: str | None = None,
     sources: list[str] | None = None,
     engine: str | None = None,
     files: str | None = None,
+    overrides: list[str] | None = None,
 ) -> PipelineConfig:
-    """Read and validate ``pipeline.yml``; CLI overrides win over the file."""
+    """Read and validate ``pipeline.yml``; CLI overrides win over the file (``overrides`` are
+    ``--set KEY=VALUE`` items applied to the file's content before validation)."""
     import importlib
 
     from jobs.stages import registry  # late import: stages import this module
@@ -178,6 +230,7 @@ def load_config(
         raise ConfigError(f"{cfg_path}: invalid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: top level must be a mapping")
+    apply_overrides(raw, overrides or [], cfg_path.name)
     base = cfg_path.resolve().parent
     for module in raw.get("plugins") or []:  # modules whose import registers more ops
         try:
@@ -204,11 +257,9 @@ def load_config(
                     raise ConfigError(f"sources[{i}].identity: manifest {ident} not found (or use `folder`)")
             srcs.append(Source(name=str(s.get("name", f"source{i}")), uri=_resolve(str(s["uri"]), base),
                                license=str(s.get("license", "unknown")), identity=ident))
-    files_root = files or os.environ.get("FACEVID_FILES") or raw.get("files")
-    cfg = PipelineConfig(path=cfg_path, lake=_resolve(str(lake_root), Path.cwd() if lake else base),
-                         engine=engine or str(raw.get("engine", "auto")), sources=srcs, raw=raw,
-                         files=_resolve(str(files_root), Path.cwd() if files or os.environ.get("FACEVID_FILES") else base)
-                         if files_root else None)
+    lake_uri = _resolve(str(lake_root), Path.cwd() if lake else base)
+    cfg = PipelineConfig(path=cfg_path, lake=lake_uri, engine=engine or str(raw.get("engine", "auto")),
+                         sources=srcs, raw=raw, files=_files_root(files, lake_uri, raw, base, cfg_path))
     stages = raw.get("stages") or {}
     if not isinstance(stages, dict) or not stages:
         raise ConfigError(f"{cfg_path}: `stages:` must map stage names to declarations")

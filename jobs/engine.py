@@ -5,7 +5,10 @@ Jobs only use the Spark Connect-compatible DataFrame/SQL API, so the same code r
 - ``local``: a Sail Spark Connect server started in this process on 127.0.0.1 (free port);
 - ``local-cluster``: the same with Sail's cluster mode (``SAIL_MODE=local-cluster``: a driver and
   worker tasks, the execution model of a real cluster, on this machine);
-- ``spark``: the active native session (Databricks, or classic PySpark with the Delta jars);
+- ``spark``: native Spark. On Databricks (``DATABRICKS_RUNTIME_VERSION`` set) the cluster's session,
+  attached with ``SparkSession.builder.getOrCreate()`` (a wheel task has no active session until
+  then; Delta is built in). Elsewhere the active session if any, else a new one with delta-spark's
+  ``configure_spark_with_delta_pip`` (classic PySpark + the Delta jars from Maven);
 - ``sc://host:port``: any Spark Connect server;
 - ``auto`` (default): ``spark`` on Databricks, else ``local``.
 """
@@ -107,6 +110,8 @@ def _native_spark() -> Engine:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise ConfigError("engine spark needs pyspark: pip install 'facevid-lake[spark]'") from exc
+    if _on_databricks():  # the runtime's own session (Delta built in): never add Maven packages
+        return Engine(SparkSession.builder.getOrCreate(), "spark")
     active = SparkSession.getActiveSession()
     if active is not None:
         return Engine(active, "spark")

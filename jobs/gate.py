@@ -14,7 +14,8 @@ cannot drift from ``pipeline.yml``. The gold
 suite also gets one expectation per declared rule on a column gold carries. Validation runs through GX's Spark datasource on
 the engine's DataFrames (verified on Sail's Spark Connect and native Spark). The gold candidate is
 checked with two columns the gate computes itself: ``gate_identity_clips`` (clips per identity)
-and ``gate_identity_splits`` (splits per identity). Results go to ``<lake>/_validation/``.
+and ``gate_identity_splits`` (splits per identity). Results go to ``<files root>/_validation/``
+(``result_dir``; the files root is the lake root of a path lake, ``files:`` of a ``uc:`` lake).
 """
 
 from __future__ import annotations
@@ -156,24 +157,18 @@ def with_gate_columns(sdf: Any) -> Any:
 
 
 def _write_result(ctx: Any, spec: StageSpec, doc: dict[str, Any]) -> str:
-    """Write the result JSON (a timestamped file and ``latest.json``); returns the file's URI."""
-    from udfs.storage import is_s3, put_file
+    """Write the result JSON (a timestamped file and ``latest.json``) under ``result_dir`` (relative:
+    under the files root); returns the file's URI."""
+    from udfs.storage import put_file
 
-    base = spec.params.result_dir or f"{ctx.cfg.lake.rstrip('/')}/_validation"
-    if base.startswith("uc:"):
-        raise ConfigError("a uc: lake needs gold params result_dir (a path or s3:// URI for validation results)")
+    base = ctx.cfg.file_uri(spec.params.result_dir)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     name = f"{spec.output}/{stamp}_{ctx.run_id or 'adhoc'}.json"
-    text = json.dumps(doc, indent=2, default=str)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as tmp:
-        tmp.write(text)
+        tmp.write(json.dumps(doc, indent=2, default=str))
     try:
         for target in (f"{base}/{name}", f"{base}/{spec.output}/latest.json"):
-            if is_s3(target):
-                put_file(tmp.name, target)
-            else:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-                Path(target).write_text(text)
+            put_file(tmp.name, target)  # S3 upload, or a local / /Volumes / dbfs:/ copy
     finally:
         os.unlink(tmp.name)
     return f"{base}/{name}"

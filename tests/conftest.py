@@ -38,7 +38,8 @@ def full_run(engine, shared_videos: Path, tmp_path_factory):
     from jobs.runner import run_pipeline
 
     tmp = tmp_path_factory.mktemp("e2e")
-    ctx = make_context(engine, write_config(tmp, tmp / "lake"), [str(shared_videos)])
+    chunks = {"resources": {"commit_rows": 8}}  # several chunks (MERGE commits) per stage
+    ctx = make_context(engine, write_config(tmp, tmp / "lake", {"split": chunks, "faces": chunks}), [str(shared_videos)])
     reports = run_pipeline(ctx, log=lambda m: None)
     return ctx, {r.stage: r for r in reports}
 

@@ -125,3 +125,125 @@ def test_bad_gold_rules_are_config_errors(tmp_path: Path, rule: dict, message: s
     doc["stages"]["gold"]["params"]["rules"]["bad"] = rule
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, doc))
+
+
+# -- the files root: everything that is a file, not a table ---------------------------------------
+
+@pytest.mark.parametrize("lake", ["/data/lake", "s3://bucket/lake", "dbfs:/mnt/lake"])
+def test_files_root_defaults_to_a_path_lake(tmp_path: Path, lake: str) -> None:
+    cfg = load_config(write(tmp_path, base_doc()), lake=lake)
+    assert cfg.files_root == lake
+    assert cfg.file_uri("crops") == f"{lake}/crops"
+    assert cfg.file_uri("_validation/") == f"{lake}/_validation"
+    for absolute in ("/mnt/crops", "s3://other/crops", "dbfs:/x/crops", "/Volumes/main/facevid/files/crops"):
+        assert cfg.file_uri(absolute + "/") == absolute  # absolute dirs are used as they are
+
+
+def test_a_uc_lake_requires_the_files_root_naming_the_key(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("FACEVID_FILES", raising=False)
+    path = write(tmp_path, base_doc())
+    with pytest.raises(ConfigError, match="`files:` in pipeline.yml, --files or FACEVID_FILES") as err:
+        load_config(path, lake="uc:main.facevid")
+    assert "e.g. files: /Volumes/main/facevid/files" in str(err.value)
+    doc = base_doc()
+    doc["files"] = "/Volumes/main/facevid/files"
+    cfg = load_config(write(tmp_path, doc), lake="uc:main.facevid")
+    assert cfg.file_uri("crops") == "/Volumes/main/facevid/files/crops"
+    assert cfg.file_uri(cfg.stages["gold"].params.result_dir) == "/Volumes/main/facevid/files/_validation"
+    monkeypatch.setenv("FACEVID_FILES", "s3://b/files")  # the variable beats the file ...
+    assert load_config(write(tmp_path, doc), lake="uc:main.facevid").files_root == "s3://b/files"
+    cfg = load_config(write(tmp_path, doc), lake="uc:main.facevid", files=str(tmp_path / "f"))  # ... the flag both
+    assert cfg.files_root == str(tmp_path / "f")
+    with pytest.raises(ConfigError, match="must be a folder"):
+        load_config(path, lake="uc:main.facevid", files="uc:main.other")
+
+
+def test_relative_files_roots_follow_their_origin(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("FACEVID_FILES", raising=False)
+    doc = base_doc()
+    doc["files"] = "artifacts"  # in the file: relative to the file
+    assert load_config(write(tmp_path, doc)).files_root == str(tmp_path / "artifacts")
+    monkeypatch.chdir(tmp_path / "..")
+    cfg = load_config(write(tmp_path, doc), files="here")  # on the command line: the working directory
+    assert cfg.files_root == str((tmp_path / ".." / "here").resolve())
+
+
+def test_cli_uc_lake_without_files_exits_2_before_any_engine(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("FACEVID_FILES", raising=False)
+    path = write(tmp_path, base_doc())
+    for command in (["status"], ["report"], ["run", "--stages", "crops"], ["sql", "SELECT 1"]):
+        assert main([*command, "--config", str(path), "--lake", "uc:main.facevid"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("facevid: error: lake uc:main.facevid holds tables only") and err.count("\n") == 1
+
+
+def test_crops_and_gate_results_go_under_the_files_root(tmp_path: Path, monkeypatch) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from jobs.gate import _write_result
+    from jobs.stages.base import ClipTrackOp
+    from jobs.stages.crops import WriteCrops
+
+    cfg = load_config(write(tmp_path, base_doc()), lake="uc:main.facevid", files=str(tmp_path / "files"))
+    monkeypatch.setattr(ClipTrackOp, "input_frame", lambda self, ctx, spec: "frame")
+    op = WriteCrops()
+    ctx = SimpleNamespace(cfg=cfg, run_id="r1")
+    assert op.input_frame(ctx, cfg.stages["crops"]) == "frame"
+    assert op.root == str(tmp_path / "files" / "crops")
+    uri = _write_result(ctx, cfg.stages["gold"], {"success": True})
+    assert uri.startswith(str(tmp_path / "files" / "_validation" / "gold.clips" / ""))
+    latest = tmp_path / "files" / "_validation" / "gold.clips" / "latest.json"
+    assert json.loads(latest.read_text()) == {"success": True} == json.loads(Path(uri).read_text())
+
+
+# -- --set KEY=VALUE -------------------------------------------------------------------------------
+
+def test_set_overrides_a_declared_value_as_if_the_file_said_it(tmp_path: Path) -> None:
+    path = write(tmp_path, base_doc())
+    cfg = load_config(path, overrides=["stages.split.params.min_clip_s=3", "stages.crops.resources.batch=4"])
+    assert cfg.stages["split"].params.min_clip_s == 3 and cfg.stages["crops"].resources.batch == 4
+    (tmp_path / "m.dat").write_bytes(b"dlib")
+    cfg = load_config(path, overrides=[f"stages.embed.params.model_path={tmp_path / 'm.dat'}"])
+    assert cfg.stages["embed"].params.model_path == str(tmp_path / "m.dat")
+
+
+@pytest.mark.parametrize("item, message", [
+    ("stages.embd.params.model_path=/x.dat", "--set stages.embd.params.model_path: no stage 'embd' in pipeline.yml"),
+    ("stages.split.params.min_clip=3", "stage split: unknown parameter(s) min_clip"),
+    ("stages.split.params", "expected KEY=VALUE"),
+    ("stages.split.version.x=1", "--set stages.split.version.x: stages.split.version is not a mapping"),
+    ("stages.embed.params.model_path=/nowhere/x.dat", "model_path /nowhere/x.dat does not exist"),
+])
+def test_bad_set_overrides_are_clear_errors(tmp_path: Path, item: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, base_doc()), overrides=[item])
+    assert message in str(err.value)
+
+
+# -- the embed stage's dlib weights ----------------------------------------------------------------
+
+def test_missing_dlib_weights_stop_the_run_up_front_but_not_other_stages(tmp_path: Path, capsys,
+                                                                         monkeypatch) -> None:
+    import udfs.identity
+
+    monkeypatch.setattr(udfs.identity, "_bundled", lambda kind: None)  # a cluster without the package
+    path = write(tmp_path, base_doc())
+    cfg = load_config(path)  # other stages' commands still load the config
+    assert cfg.stages["embed"].params.missing_weights() == ["model_path", "landmarks_path"]
+    from jobs.cli import preflight
+
+    preflight(cfg, ["ingest", "probe"])  # nothing to say about stages that need no weights
+    assert main(["run", "--config", str(path), "--stages", "embed,identities"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("facevid: error: stage embed: no dlib weights: set stages.embed.params.model_path "
+                                     "and stages.embed.params.landmarks_path") in err
+    from jobs.stages.identity import EmbedFaces
+
+    with pytest.raises(ConfigError, match="stages.embed.params.model_path"):
+        EmbedFaces().row_fn(cfg.stages["embed"])  # the runner path (no CLI) refuses as well
+    (tmp_path / "r.dat").write_bytes(b"x")
+    (tmp_path / "l.dat").write_bytes(b"x")
+    cfg = load_config(path, overrides=[f"stages.embed.params.model_path={tmp_path / 'r.dat'}",
+                                       f"stages.embed.params.landmarks_path={tmp_path / 'l.dat'}"])
+    preflight(cfg, ["embed"])

@@ -108,7 +108,7 @@ def test_identities_merge_the_same_person_and_separate_the_rest(full_run) -> Non
     ctx, _ = full_run
     ident = {file_of(r["video_uri"]): r["identity_id"] for r in rows(
         ctx, "SELECT i.identity_id, c.video_uri FROM silver_identities i JOIN silver_clips c ON c.clip_id = i.clip_id "
-             "JOIN silver_faces f ON f.clip_id = i.clip_id WHERE f.n_tracks = 1 AND i.clip_id LIKE '%_0000'")}
+             "JOIN silver_faces f ON f.clip_id = i.clip_id WHERE f.n_tracks = 1 AND c.start_s = 0")}
     a, b = SAME_PERSON
     assert ident[a] == ident[b]
     others = {n: i for n, i in ident.items() if n not in SAME_PERSON and not n.startswith("carphone")}

@@ -159,7 +159,7 @@ def test_cli_sql_status_and_history(lake_run, capsys) -> None:
     status = capsys.readouterr().out
     assert "bronze.videos" in status and "silver.faces" in status
     assert main(["history", *common, "silver.faces", "--limit", "1"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[0])["operation"] in ("WRITE", "DELETE")
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["operation"] in ("WRITE", "MERGE")
 
 
 def test_maintain_compacts_and_vacuums_without_changing_data(lake_run, capsys) -> None:
@@ -171,8 +171,11 @@ def test_maintain_compacts_and_vacuums_without_changing_data(lake_run, capsys) -
     path = ctx.lake.location("silver.faces")
     before_files = len(DeltaTable(path).file_uris())
     before = sorted(r["clip_id"] for r in rows(ctx, "SELECT clip_id FROM silver_faces"))
-    assert before_files >= 2  # one file per batch commit at least
-    assert main(["maintain", "--config", str(ctx.cfg.path), "--lake", ctx.cfg.lake, "--retain-hours", "0"]) == 0
+    assert before_files >= 2  # one file per chunk commit at least
+    common = ["--config", str(ctx.cfg.path), "--lake", ctx.cfg.lake]
+    assert main(["maintain", *common, "--retain-hours", "0"]) == 2  # under 168 h needs --force
+    assert "--force" in capsys.readouterr().err
+    assert main(["maintain", *common, "--retain-hours", "0", "--force"]) == 0
     assert "silver.faces" in capsys.readouterr().out
     assert len(DeltaTable(path).file_uris()) == 1
     assert sorted(r["clip_id"] for r in rows(ctx, "SELECT clip_id FROM silver_faces")) == before

@@ -46,4 +46,25 @@ def test_card_on_a_lake_with_only_bronze(engine, shared_videos: Path, tmp_path: 
     assert "dataset card:" in capsys.readouterr().out
     text = (tmp_path / "card" / "index.html").read_text()
     assert "not available" in text and "resolution.png" in text
-    assert main(["report", "--config", str(cfg), "--lake", "s3://bucket/lake"]) == 2  # --out required
+    assert main(["report", "--config", str(cfg), "--files", str(tmp_path / "files")]) == 0  # default: <files>/_report
+    assert (tmp_path / "files" / "_report" / "index.html").is_file()
+    assert main(["report", "--config", str(cfg), "--lake", "uc:main.facevid"]) == 2  # a uc: lake needs --files
+
+
+def test_an_s3_card_is_built_locally_then_uploaded(tmp_path: Path, monkeypatch) -> None:
+    import jobs.report_html
+    import udfs.storage
+    from jobs.cli import write_report
+
+    def fake_build(ctx, out, n):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "index.html").write_text("<html>")
+        (Path(out) / "funnel.png").write_bytes(b"png")
+        return Path(out) / "index.html"
+
+    uploaded = {}
+    monkeypatch.setattr(jobs.report_html, "build_report", fake_build)
+    monkeypatch.setattr(udfs.storage, "put_file", lambda local, uri: uploaded.setdefault(uri, Path(local).read_bytes()))
+    assert write_report(None, "s3://b/files/_report/", 2) == "s3://b/files/_report/index.html"
+    assert uploaded == {"s3://b/files/_report/funnel.png": b"png", "s3://b/files/_report/index.html": b"<html>"}
+    assert write_report(None, str(tmp_path / "card"), 2) == str(tmp_path / "card" / "index.html")

@@ -55,7 +55,11 @@ def _is_file(path: str | None) -> bool:
 
 @dataclass
 class EmbedParams:
-    """Frames per clip and the dlib model files (None = face_recognition_models' bundled files)."""
+    """Frames per clip and the dlib model files (None = face_recognition_models' bundled files).
+
+    Both files stay ``None`` when neither a path nor the package is there (a cluster without the
+    ``local`` extra): the stage then refuses to run (``missing_weights``), while loading the config
+    for other stages still works."""
 
     frames: int = 5
     model_path: str | None = None  # dlib_face_recognition_resnet_model_v1.dat
@@ -68,14 +72,16 @@ class EmbedParams:
         validate("embed", [
             (self.frames >= 1, f"frames must be >= 1, got {self.frames}"),
             (0 <= self.padding <= 1, f"padding must be in [0, 1], got {self.padding}"),
-            (self.model_path is not None and self.landmarks_path is not None,
-             "model_path/landmarks_path: not set and face_recognition_models is not installed "
-             "(pip install face-recognition-models, or set both paths to dlib's .dat files)"),
             (not is_s3(self.model_path or "") and not is_s3(self.landmarks_path or ""),
-             "model_path/landmarks_path must be local files (or dbfs:/ paths), not s3://"),
-            (_is_file(self.model_path), f"model_path {self.model_path} does not exist"),
-            (_is_file(self.landmarks_path), f"landmarks_path {self.landmarks_path} does not exist"),
+             "model_path/landmarks_path must be local files (or dbfs:/, /Volumes/ paths), not s3://"),
+            (self.model_path is None or _is_file(self.model_path), f"model_path {self.model_path} does not exist"),
+            (self.landmarks_path is None or _is_file(self.landmarks_path),
+             f"landmarks_path {self.landmarks_path} does not exist"),
         ])
+
+    def missing_weights(self) -> list[str]:
+        """The weight parameters that have no file (neither set nor bundled by the package)."""
+        return [name for name in ("model_path", "landmarks_path") if getattr(self, name) is None]
 
 
 def load_models(params: EmbedParams) -> tuple[Any, Any]:

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from udfs.base import StageError
+from udfs.errors import check_deadline
 
 # Display rotation (counter-clockwise degrees, as PyAV's ``VideoFrame.rotation``) -> cv2 rotate code.
 _ROTATE = {
@@ -189,6 +190,7 @@ class VideoSpan:
 
     def _demux(self, with_audio: bool) -> Iterator[Any]:
         for packet in self.container.demux(*([self.stream, self.audio] if with_audio else [self.stream])):
+            check_deadline()  # resources.timeout_s bounds a pathological decode
             if packet.stream is self.stream:
                 if not self.video_done:
                     yield from packet.decode()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import ConfigError, StageSpec
+from jobs.config import StageSpec
 from jobs.stages.base import ClipTrackOp, register
 from udfs.base import RowFn
-from udfs.crops import CROPS_COLUMNS, CropParams, crops_root, crops_row
+from udfs.crops import CROPS_COLUMNS, CropParams, crops_row
 
 if TYPE_CHECKING:
     from jobs.runner import Context
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 @register
 class WriteCrops(ClipTrackOp):
     """One square per clip around the smoothed main face track, resized to ``size`` and written to
-    ``<lake>/<dir>/<clip_id>/<digest>.mp4`` (immutable, see ``udfs.crops``) with the clip's audio. Squares under ``min_crop_px`` source
+    ``<files root>/<dir>/<clip_id>/<digest>.mp4`` (immutable, see ``udfs.crops``) with the clip's audio
+    (an absolute or URI ``dir`` is used as is; the files root is the lake root of a path lake,
+    ``files:`` of a ``uc:`` lake). Squares under ``min_crop_px`` source
     pixels and clips without a face track are error rows (no file)."""
 
     name = "crops.write"
@@ -26,15 +28,12 @@ class WriteCrops(ClipTrackOp):
     root: str | None = None  # resolved crop folder, set by input_frame (the runner calls it first)
 
     def input_frame(self, ctx: Context, spec: StageSpec) -> Any:
-        try:
-            self.root = crops_root(ctx.cfg.lake, spec.params.dir)
-        except ValueError as exc:
-            raise ConfigError(f"stage {spec.name}: {exc}") from exc
+        self.root = ctx.cfg.file_uri(spec.params.dir)
         return super().input_frame(ctx, spec)
 
     def row_fn(self, spec: StageSpec) -> RowFn:
         if self.root is None:
-            raise RuntimeError(f"stage {spec.name}: input_frame must run before row_fn (it resolves the lake root)")
+            raise RuntimeError(f"stage {spec.name}: input_frame must run before row_fn (it resolves the files root)")
         params, root = spec.params, self.root
 
         def crops(row: dict[str, Any]) -> dict[str, Any]:

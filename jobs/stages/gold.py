@@ -62,7 +62,7 @@ class GoldParams:
     split: Any = field(default_factory=dict)
     gate: Any = field(default_factory=dict)
     expectations_path: str | None = None
-    result_dir: str | None = None  # validation results; default <lake>/_validation
+    result_dir: str = "_validation"  # validation results: relative = under the files root (the lake root of a path lake)
 
     def __post_init__(self) -> None:
         if not isinstance(self.rules, dict):
@@ -76,6 +76,8 @@ class GoldParams:
              f"per_identity_max_clips must be >= 1 or null, got {self.per_identity_max_clips}"),
             (self.expectations_path is None or Path(self.expectations_path).is_dir(),
              f"expectations_path {self.expectations_path} is not a local directory"),
+            (isinstance(self.result_dir, str) and bool(self.result_dir.strip("/")),
+             f"result_dir must name a folder, got {self.result_dir!r}"),
         ])
 
 

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from jobs.config import StageSpec
+from jobs.config import ConfigError, StageSpec
 from jobs.stages.base import ClipTrackOp, TableOp, register
+from udfs.base import RowFn
 from udfs.identity import EMBED_COLUMNS, EmbedParams, embed_clip
 from udfs.identity_cluster import IDENTITY_COLUMNS, ClusterParams
 from udfs.identity_table import build_identities
@@ -28,6 +29,19 @@ class EmbedFaces(ClipTrackOp):
     columns = EMBED_COLUMNS
     params_cls = EmbedParams
     clip_fn = staticmethod(embed_clip)
+
+    def preflight(self, spec: StageSpec) -> None:
+        """The dlib weights exist before the run starts (``facevid run`` calls this before the engine)."""
+        missing = spec.params.missing_weights()
+        if missing:
+            keys = " and ".join(f"stages.{spec.name}.params.{m}" for m in missing)
+            raise ConfigError(f"stage {spec.name}: no dlib weights: set {keys} to dlib's .dat files (on "
+                              f"Databricks: the bundle's dlib_weights folder, passed with --set), or install "
+                              f"face-recognition-models (the `local` extra)")
+
+    def row_fn(self, spec: StageSpec) -> RowFn:
+        self.preflight(spec)  # also for callers of the runner that skip the CLI
+        return super().row_fn(spec)
 
 
 @register
