@@ -238,6 +238,7 @@ def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
                 removed = ctx.lake.vacuum(table, retention_hours=args.retain_hours)
                 print(f"{table:<16} {metrics.get('numFilesRemoved', '-'):>8} {metrics.get('numFilesAdded', '-'):>8} "
                       f"{len(removed):>9}")
+            _sweep_artifacts(ctx, tables, args.retain_hours)
         finally:
             for lease in leases:
                 lease.release()
@@ -260,6 +261,23 @@ def write_report(ctx: Any, out: str, examples: int) -> str:
         for f in sorted(Path(tmp).iterdir()):
             put_file(f, f"{out.rstrip('/')}/{f.name}")
     return f"{out.rstrip('/')}/index.html"
+
+
+def _sweep_artifacts(ctx: Any, tables: list[str], retain_hours: int) -> None:
+    """Delete artifact files (crops) that no table version within the retention references."""
+    from jobs.lake import storage_options
+    from udfs.artifacts import referenced_by, sweep
+
+    roots = [ctx.cfg.file_uri(s.params.dir) for s in ctx.cfg.stages.values() if s.op == "crops.write"]
+    if not roots:
+        return
+    if ctx.lake.catalog:
+        print("artifacts: not swept on a Unity Catalog lake (table versions are read by path)")
+        return
+    pairs = [(ctx.lake.location(t), "crop_uri") for t in tables if "crop_uri" in ctx.lake.read(t).columns]
+    refs = referenced_by(pairs, retain_hours, storage_options(ctx.lake.root))
+    for root in roots:
+        print(f"artifacts: {len(sweep(root, refs, retain_hours, dry_run=False))} unreferenced files swept in {root}")
 
 
 def cmd_report(cfg: PipelineConfig, args: argparse.Namespace) -> int:

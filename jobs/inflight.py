@@ -36,21 +36,15 @@ def dead_attempts(files_root: str, table: str) -> list[str]:
     return list_dirs(folder(files_root, table))
 
 
-def suspects(spark: Any, files_root: str, table: str, attempts: list[str], key: str) -> Any | None:
-    """The distinct keys of dead attempts, or ``None``. An attempt whose record is unreadable
-    (the run died while writing it) never started work and is skipped."""
-    frames = []
+def suspects(spark: Any, files_root: str, table: str, attempts: list[str], key: str) -> list[Any]:
+    """The distinct keys of dead attempts. They come to the driver: at most ``commit_rows`` keys
+    per chunk that was in flight, a plan-sized list. An attempt whose record is unreadable (the run
+    died while writing it) never started work and is skipped."""
+    keys: set[Any] = set()
     for attempt in attempts:
         path = f"{folder(files_root, table)}/{attempt}"
         try:
-            df = spark.read.parquet(path)
-            df.limit(1).count()
+            keys |= {r[0] for r in spark.read.parquet(path).select(key).distinct().collect()}
         except Exception:  # a half-written record: that attempt never started its work
             continue
-        frames.append(df.select(key))
-    if not frames:
-        return None
-    out = frames[0]
-    for df in frames[1:]:
-        out = out.union(df)
-    return out.distinct()
+    return sorted(keys)

@@ -6,8 +6,9 @@ lease is a small JSON object ``<lake>/_leases/<table>.json`` (holder, host, pid,
 expiry). Taking it is a compare-and-swap: on S3 a conditional PUT (``If-None-Match: *`` to
 create, ``If-Match: <etag>`` to renew, release or take over an expired one); on local disk the
 same steps under an ``flock``. A holder that dies stops renewing, and its lease can be taken
-once it has expired (``ttl_s``, default 120 s). A run whose heartbeat fails stops before its
-next commit (``LeaseLost``).
+once it has expired (``ttl_s``, default 120 s), or at once by a run on the same host when the
+holder's process is gone (a killed run resumed right away). A run whose heartbeat fails stops
+before its next commit (``LeaseLost``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,24 @@ def lease_store(root: str) -> _LocalStore | _S3Store:
     return _S3Store(folder) if is_s3(folder) else _LocalStore(folder)
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of a local process (``/proc/<pid>/stat``), or None when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def holder_gone(content: dict[str, Any]) -> bool:
+    """Whether the holder was a process on this host that no longer runs (pid reuse is caught by
+    the process start time recorded with the lease)."""
+    if content.get("host") != socket.gethostname() or not Path("/proc/self/stat").exists():
+        return False
+    started = _process_start(int(content.get("pid") or 0))
+    return started is None or started != content.get("pid_start")
+
+
 def describe(content: dict[str, Any]) -> str:
     left = content.get("expires_at", 0) - time.time()
     return (f"run {content.get('run_id')} ({content.get('command', 'facevid')}, host {content.get('host')}, "
@@ -135,7 +154,8 @@ class Lease:
 
     def __init__(self, store: Any, table: str, run_id: str, command: str = "run", ttl_s: float = TTL_S) -> None:
         self.store, self.table, self.ttl_s = store, table, ttl_s
-        self.me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": command}
+        self.me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+                   "pid_start": _process_start(os.getpid()), "command": command}
         self.token: str | None = None
         self.lost: str | None = None
         self._renewed = 0.0
@@ -154,7 +174,8 @@ class Lease:
         deadline = time.monotonic() + wait_s
         while True:
             cur = self.store.read(self.table)
-            free = cur is None or cur.content.get("expires_at", 0) < time.time() or self._mine(cur.content)
+            free = (cur is None or cur.content.get("expires_at", 0) < time.time() or self._mine(cur.content)
+                    or holder_gone(cur.content))
             if free:
                 token = self.store.swap(self.table, self._content(self.ttl_s), None if cur is None else cur.token)
                 if token is not None:

@@ -52,7 +52,7 @@ from jobs.stages.base import GateError, TableOp
 RUN_COLUMNS = ("run_id string, stage string, stage_version int, stage_fp string, output string, "
                "output_version long, input string, input_version long, inputs string, pending long, "
                "rows long, errors long, chunks int, commits int, pruned long, started_at timestamp, "
-               "seconds double, engine string, status string")
+               "seconds double, engine string, status string, driver_peak_mb double")
 
 
 @dataclass
@@ -240,14 +240,15 @@ def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> St
         return n
 
     risky_n = 0
-    if suspects is not None:
-        risky = todo.join(suspects, op.input_key, "left_semi")
+    if suspects:
+        hit = F.col(op.input_key).isin(*suspects)
+        risky = todo.filter(hit)
         risky_n = risky.count()
         if risky_n:
             log(f"  {spec.name}: {risky_n} keys were in flight when an earlier run died: re-running them crash-isolated")
             done += run_chunk(risky, isolated=True)
             chunks += 1
-        todo = todo.join(suspects, op.input_key, "left_anti")
+        todo = todo.filter(~hit)
         inflight.clear(ctx.files_root, spec.output, dead)
     n_chunks = math.ceil((pending - risky_n) / spec.resources.commit_rows)
     bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(F.col(group)), F.lit(max(n_chunks, 1))))
@@ -348,6 +349,15 @@ def _write_rejections(ctx: Context, spec: StageSpec, op: TableOp, table: pd.Data
     return 1
 
 
+def driver_peak_mb() -> float:
+    """Peak resident memory of this (driver) process so far, in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
 def _log_run(ctx: Context, spec: StageSpec, r: StageReport, versions: dict[str, int | None], started: float,
              status: str = "ok") -> None:
     ctx.lake.create("meta.runs", RUN_COLUMNS)
@@ -358,7 +368,7 @@ def _log_run(ctx: Context, spec: StageSpec, r: StageReport, versions: dict[str, 
         "input_version": versions.get(spec.input) if spec.input else None, "inputs": json.dumps(versions),
         "pending": r.pending, "rows": r.rows, "errors": r.errors, "chunks": r.chunks, "commits": r.commits,
         "pruned": r.pruned, "started_at": pd.Timestamp(started, unit="s", tz="UTC"), "seconds": r.seconds,
-        "engine": ctx.engine.kind, "status": status,
+        "engine": ctx.engine.kind, "status": status, "driver_peak_mb": driver_peak_mb(),
     }])
     ctx.lake.append("meta.runs", ctx.spark.createDataFrame(row, RUN_COLUMNS))
 

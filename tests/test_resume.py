@@ -37,7 +37,7 @@ def test_sigkill_mid_stage_then_resume_matches_clean_run(shared_videos: Path, tm
     src.mkdir()
     for name in VIDEOS:
         shutil.copy(shared_videos / name, src / name)
-    small = {"faces": {"resources": {"batch": 1, "partitions": 1}}, "split": {"resources": {"batch": 1}}}
+    small = {"faces": {"resources": {"commit_rows": 1, "partitions": 1}}, "split": {"resources": {"commit_rows": 1}}}
     clean_cfg = write_config(tmp_path, tmp_path / "clean", small, "clean.yml")
     killed_cfg = write_config(tmp_path, tmp_path / "killed", small, "killed.yml")
 
@@ -51,7 +51,7 @@ def test_sigkill_mid_stage_then_resume_matches_clean_run(shared_videos: Path, tm
     assert victim.stdout is not None
     for line in victim.stdout:  # wait until faces has committed its first chunk, then kill -9
         seen.append(line)
-        if "faces: 1/" in line or time.monotonic() > deadline:
+        if "faces: chunk 1/" in line or time.monotonic() > deadline:
             break
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=60)
