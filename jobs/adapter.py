@@ -95,6 +95,8 @@ def map_function(fn: RowFn, plan: RowPlan) -> Callable[[Iterator[pd.DataFrame]],
     order = [c for c in ("video_id", plan.input_key) if c]
 
     def results(records: list[dict[str, Any]]) -> list[Outcome]:
+        if getattr(fn, "batched", False):  # a BatchOp: the whole batch at once (jobs.batching)
+            return fn(records)
         if plan.processes > 0:
             from jobs.sandbox import map_isolated
 

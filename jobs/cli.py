@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", action="append", metavar="PATH_OR_URI",
                      help="input folder or s3:// prefix; repeatable; replaces the config's sources")
     run.add_argument("--stages", help="comma-separated stage names, e.g. ingest,probe (default: all, in dependency order)")
+    run.add_argument("--allow-shrink", action="store_true",
+                     help="let gold drop more than gold.params.gate.max_shrink (default 5%%) of its published clips")
     run.add_argument("--retry-errors", nargs="?", const="*", action="append", metavar="CATEGORY",
                      help="also re-run error rows (of CATEGORY, e.g. decode or timeout; repeatable; all errors "
                      "without a value), whatever their attempts")
@@ -128,6 +130,7 @@ def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     preflight(cfg, names)  # stage names, model weights: fail before starting the engine
     with _session(cfg, args) as ctx:
         ctx.retry = set(args.retry_errors) if args.retry_errors else None
+        ctx.allow_shrink = args.allow_shrink
         reports = run_pipeline(ctx, names, log=lambda m: print(m, flush=True))
     print(f"\n{'stage':<10} {'pending':>8} {'rows':>7} {'errors':>7} {'chunks':>6} {'commits':>7} {'pruned':>6} "
           f"{'seconds':>8}  output version")
@@ -222,12 +225,13 @@ def cmd_history(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 
 def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from jobs.lake import SYSTEM_TABLES
+    from jobs.runner import side_tables
 
     if args.retain_hours < 168 and not args.force:
         raise ConfigError(f"--retain-hours {args.retain_hours} is under 168 (7 days): time travel and runs still "
                           "reading older versions would break; pass --force to do it anyway")
     with _session(cfg, args) as ctx:
-        tables = [t for t in dict.fromkeys(_tables(cfg) + ["gold.rejections", *SYSTEM_TABLES]) if ctx.lake.exists(t)]
+        tables = [t for t in dict.fromkeys(_tables(cfg) + side_tables(cfg) + list(SYSTEM_TABLES)) if ctx.lake.exists(t)]
         leases = []
         try:
             for table in tables:  # no run writes a table while it is compacted

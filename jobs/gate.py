@@ -174,11 +174,29 @@ def _write_result(ctx: Any, spec: StageSpec, doc: dict[str, Any]) -> str:
     return f"{base}/{name}"
 
 
+def shrink_check(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, Any]:
+    """Gold must not lose more than ``gate.max_shrink`` of the clips it publishes now (a half-run
+    reprocessing upstream, a bad threshold) unless the run says ``--allow-shrink``."""
+    limit = spec.params.gate.max_shrink
+    published = (set(r[0] for r in ctx.current(spec.output).select("clip_id").collect())
+                 if ctx.lake.exists(spec.output) else set())
+    dropped = len(published - set(candidate["clip_id"]))
+    share = dropped / len(published) if published else 0.0
+    ok = share <= limit or bool(getattr(ctx, "allow_shrink", False))
+    message = (f"gold.shrink: the candidate drops {dropped} of the {len(published)} published clips "
+               f"({share:.1%} > gate.max_shrink {limit:.0%}); pass --allow-shrink if that is intended")
+    return {"success": ok, "dropped": dropped, "published": len(published), "share": share, "max_shrink": limit,
+            "allowed": bool(getattr(ctx, "allow_shrink", False)), "message": None if ok else message}
+
+
 def gate_gold(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, Any]:
     """Run the bronze/silver/gold suites; raise ``GateError`` (nothing committed) on an error."""
     params = spec.params
     if not params.expectations_path:
-        return {"success": True, "suites": []}
+        shrink = shrink_check(ctx, spec, candidate)
+        if not shrink["success"]:
+            raise GateError(spec.name, shrink["message"], "-")
+        return {"success": True, "suites": [], "shrink": shrink}
     root = {**vars(params), "stages": {n: s.params for n, s in ctx.cfg.stages.items()}}
     from jobs.stages.gold import GOLD_COLUMNS
 
@@ -201,8 +219,11 @@ def gate_gold(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, A
         reports.append({**validate_frame(df, suite), "table_version": version})
     failed = [f"{r['suite']}: {x['expectation']}({json.dumps(x['kwargs'], default=str)})"
               for r in reports for x in r["results"] if not x["success"] and x["severity"] == "error"]
+    shrink = shrink_check(ctx, spec, candidate)
+    if not shrink["success"]:
+        failed.insert(0, shrink["message"])
     doc = {"stage": spec.name, "output": spec.output, "run_id": ctx.run_id, "success": not failed,
-           "failed": failed, "candidate_rows": len(candidate), "suites": reports}
+           "failed": failed, "candidate_rows": len(candidate), "shrink": shrink, "suites": reports}
     uri = _write_result(ctx, spec, doc)
     if failed:
         raise GateError(spec.name, f"{len(failed)} expectation(s) failed, gold not committed: {failed[0]}", uri)

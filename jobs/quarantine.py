@@ -66,7 +66,9 @@ def quarantine_frame(ctx: Any) -> Any | None:
 
 def register_views(ctx: Any) -> list[str]:
     """Temp views over every table of the lake (``<layer>_<name>``) and the ``quarantine`` view."""
-    tables = [s.output for s in ctx.cfg.ordered()] + ["gold.rejections"]
+    from jobs.runner import side_tables
+
+    tables = [s.output for s in ctx.cfg.ordered()] + side_tables(ctx.cfg)
     views = ctx.lake.register_views(tables)
     quarantine = quarantine_frame(ctx)
     if quarantine is not None:

@@ -62,6 +62,7 @@ class Context:
     lake: Lake
     run_id: str = ""
     retry: set[str] | None = None  # --retry-errors: categories to re-queue ("*" = every error)
+    allow_shrink: bool = False  # --allow-shrink: gold may drop more than gate.max_shrink of its clips
     wait_s: float = 0.0  # how long to wait for a table another run is writing
     leases: dict[str, Lease] = field(default_factory=dict)
 
@@ -101,6 +102,15 @@ class StageReport:
 
 def op_for(spec: StageSpec) -> Op:
     return registry[spec.op]()
+
+
+def side_tables(cfg: PipelineConfig) -> list[str]:
+    """Tables that whole-table stages keep beside their output (rejections, ledgers)."""
+    out: list[str] = []
+    for spec in cfg.ordered():
+        op = op_for(spec)
+        out += [t for t in (getattr(op, "rejections", None), getattr(op, "ledger", None)) if t]
+    return out
 
 
 def stage_fp(spec: StageSpec) -> str:
@@ -234,7 +244,11 @@ def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> St
         attempt = uuid.uuid4().hex[:12]
         inflight.record(chunk.select(op.input_key), ctx.files_root, spec.output, attempt)
         this = plan if not isolated else RowPlan(**{**plan.__dict__, "processes": max(1, plan.processes)})
-        mapped = chunk.repartition(parts, group).mapInPandas(map_function(op.row_fn(spec), this), ddl(pub.types))
+        fn, parted = map_function(op.row_fn(spec), this), chunk.repartition(parts, group)
+        try:
+            mapped = parted.mapInPandas(fn, ddl(pub.types), **task_profile(ctx, spec))
+        except TypeError:  # a runtime whose mapInPandas takes no profile: the cluster setting decides
+            mapped = parted.mapInPandas(fn, ddl(pub.types))
         n = pub.publish(pub.stage_rows(mapped, attempt))
         inflight.clear(ctx.files_root, spec.output, [attempt])
         return n
@@ -264,6 +278,22 @@ def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> St
                          ctx.lake.version(spec.output), pub.commits, pruned)
     _log_run(ctx, spec, report, versions, started)
     return report
+
+
+def task_profile(ctx: Context, spec: StageSpec) -> dict[str, Any]:
+    """Stage-level scheduling: on native Spark a stage with ``resources.gpu`` asks for that GPU
+    share per task through a ``ResourceProfile`` on ``mapInPandas`` (Spark >= 4.0 with dynamic
+    allocation or a standalone/K8s cluster; elsewhere the cluster-wide
+    ``spark.task.resource.gpu.amount`` applies). Sail has no resource profiles: nothing is asked."""
+    if spec.resources.gpu <= 0 or ctx.engine.kind != "spark":
+        return {}
+    try:
+        from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+        requests = TaskResourceRequests().cpus(1).resource("gpu", spec.resources.gpu)
+        return {"profile": ResourceProfileBuilder().require(requests).build}
+    except Exception:  # an older runtime: the cluster setting decides
+        return {}
 
 
 def prune(ctx: Context, spec: StageSpec, op: Op, inp: Any, pub: _Publisher) -> int:
@@ -299,7 +329,8 @@ def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print
         _log_run(ctx, spec, report, versions, started, status="gate_failed")
         raise
     all_types = {**types, **BOOKKEEPING}
-    commits = _write_rejections(ctx, spec, op, table)
+    commits = op.record(ctx, spec, table)
+    commits += _write_rejections(ctx, spec, op, table)
     unchanged = previous is not None and _same_rows(previous, table, ["fingerprint", "stage_fp"], op.key)
     if not unchanged:
         for col, _typ in all_types.items():

@@ -17,7 +17,7 @@ import numpy as np
 from pyspark.sql import functions as F
 
 from jobs.lineage import INPUT_FP
-from jobs.stages.base import Op, register
+from jobs.stages.base import BatchOp, Op, register
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,63 @@ class Poison(Op):
             return {"ok": True}
 
         return maybe_die
+
+
+@dataclass(frozen=True)
+class TorchParams:
+    seed: int = 3
+    device: str = "auto"
+    fail_on: str = ""  # a clip whose prepare raises
+    nan_on: str = ""  # a clip whose input makes infer raise (the batch is retried row by row)
+
+
+class TinyNet:
+    """A random-weight torch model (seeded) that records the batch sizes it was called with."""
+
+    def __init__(self, seed: int, device: str) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)).to(device)
+        self.device, self.calls = device, []
+
+    def __call__(self, x):  # x: [N, 4]
+        import torch
+
+        if torch.isnan(x).any():
+            raise ValueError("NaN in the batch")
+        self.calls.append(len(x))
+        with torch.no_grad():
+            return self.net(x.to(self.device)).squeeze(1).cpu()
+
+
+@register
+class TorchScore(BatchOp):
+    name = "test.torch_score"
+    default_input = "test.tracks"
+    default_output = "test.scores"
+    input_key = "clip_id"
+    key = "clip_id"
+    passthrough = ("clip_id", "video_id")
+    columns = {"score": "double", "device": "string"}
+    params_cls = TorchParams
+
+    def model_key(self, spec: Any, device: str) -> tuple:
+        return (self.name, spec.params.seed, device)
+
+    def load(self, spec: Any, device: str) -> Any:
+        return TinyNet(spec.params.seed, device)
+
+    def prepare(self, row: dict[str, Any], params: Any) -> Any:
+        if row["clip_id"] == params.fail_on:
+            raise OSError("prepare failed")
+        box = np.stack(row["track_boxes"]).astype(np.float32).mean(axis=0)
+        if row["clip_id"] == params.nan_on:
+            box[0] = np.nan
+        return box
+
+    def infer(self, model: Any, items: list[Any], params: Any) -> list[dict[str, Any]]:
+        import torch
+
+        scores = model(torch.from_numpy(np.stack(items)))
+        return [{"score": float(s), "device": model.device} for s in scores]

@@ -10,6 +10,7 @@ import pytest
 from conftest import copy_lake, rows
 
 from jobs.runner import run_pipeline
+from jobs.stages.base import GateError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -139,6 +140,10 @@ def test_changing_a_threshold_rebuilds_gold_without_any_model_stage(full_run, tm
            for n, r in ctx.cfg.stages["gold"].params.rules.items()},
         "min_sharpness": {"column": "sharpness_face", "min": cut}}}}})
     version = strict.lake.version("gold.clips")
+    with pytest.raises(GateError, match="gold.shrink: the candidate drops 2 of the 10 published clips"):
+        run_pipeline(strict, log=lambda m: None)  # 20% of gold at once: not without --allow-shrink
+    assert strict.lake.version("gold.clips") == version
+    strict.allow_shrink = True
     reports = {r.stage: r for r in run_pipeline(strict, log=lambda m: None)}
     models = [s.name for s in strict.cfg.ordered() if s.name not in ("identities", "gold")]
     assert all(reports[m].pending == 0 and reports[m].chunks == 0 for m in models), reports

@@ -92,3 +92,18 @@ def test_a_params_change_reprocesses_and_a_version_bump_may_add_columns(full_run
         assert {r["stage_version"] for r in out.select("stage_version").collect()} == {2}
     finally:
         registry.pop(EmbedMore.name)
+
+
+def test_a_gold_version_bump_keeps_splits_and_published_at(full_run, tmp_path: Path) -> None:
+    base, _ = full_run
+    before = keyed(base, "gold.clips")
+    ledger = keyed(base, "gold.ledger")
+    assert set(ledger) == set(before)  # every published clip is in the ledger
+    ctx = copy_lake(base, tmp_path, {"gold": {"version": 2, "params": {"split": {"seed": 99}}}})
+    report = run_pipeline(ctx, ["gold"], log=lambda m: None)[0]
+    after = keyed(ctx, "gold.clips")
+    assert set(after) == set(before) and report.rows == len(before)
+    for c, row in after.items():
+        assert (row["split"], row["published_at"]) == (before[c]["split"], before[c]["published_at"]), c
+        assert row["stage_version"] == 2
+    assert keyed(ctx, "gold.ledger") == ledger  # nothing new was published: the ledger is unchanged

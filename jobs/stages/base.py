@@ -139,6 +139,10 @@ class TableOp(Op):
     def check(self, ctx: Context, spec: StageSpec, table: pd.DataFrame) -> None:
         """Validate the candidate output before it is committed (default: accept)."""
 
+    def record(self, ctx: Context, spec: StageSpec, table: pd.DataFrame) -> int:
+        """Write what must be durable before the output commits (e.g. gold's ledger); returns commits."""
+        return 0
+
     def quarantine_rows(self, spec: StageSpec, table: pd.DataFrame) -> pd.DataFrame | None:
         """Rows for ``rejections`` (``jobs.quarantine.REJECTION_TYPES`` minus stage/version/at)."""
         return None
@@ -150,3 +154,29 @@ class GateError(RuntimeError):
     def __init__(self, stage: str, message: str, result_uri: str) -> None:
         super().__init__(f"stage {stage}: {message} (validation result: {result_uri})")
         self.result_uri = result_uri
+
+
+class BatchOp(Op):
+    """A model stage: ``prepare`` (CPU work: decode, crop, resize) runs row by row in a prefetch
+    thread while ``infer`` runs the model on up to ``resources.batch`` prepared rows at a time and
+    returns exactly one result per row (checked). The model is built once per executor process by
+    ``load`` (``udfs.runtime.shared_model``, keyed by ``model_key``: weights and device) on the device
+    picked from ``resources.gpu`` and what is visible. A batch that raises is retried row by row, so
+    an error lands on the row that caused it."""
+
+    def model_key(self, spec: StageSpec, device: str) -> tuple:
+        return (self.name, device)
+
+    def load(self, spec: StageSpec, device: str) -> Any:
+        raise NotImplementedError
+
+    def prepare(self, row: dict[str, Any], params: Any) -> Any:
+        return row
+
+    def infer(self, model: Any, items: list[Any], params: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def row_fn(self, spec: StageSpec) -> RowFn:
+        from jobs.batching import batch_runner
+
+        return batch_runner(self, spec)

@@ -43,12 +43,14 @@ class GateParams:
 
     identity_max_clips: int = 10
     silver_identity_share: float = 0.95
+    max_shrink: float = 0.05  # a candidate dropping more of the published clips fails (unless --allow-shrink)
     suites: list[str] | None = None  # suite files (names without .yml); None = every file
 
     def __post_init__(self) -> None:
         validate("gold.gate", [
             (self.identity_max_clips >= 1, f"identity_max_clips must be >= 1, got {self.identity_max_clips}"),
             (0 <= self.silver_identity_share <= 1, "silver_identity_share must be in [0, 1]"),
+            (0 <= self.max_shrink <= 1, f"max_shrink must be in [0, 1], got {self.max_shrink}"),
         ])
 
 
@@ -81,6 +83,10 @@ class GoldParams:
         ])
 
 
+LEDGER_TYPES = {"clip_id": "string", "identity_id": "string", "split": "string", "published_at": "timestamp",
+                "run_id": "string"}
+
+
 def _load(ctx: Any, table: str, key: str) -> pd.DataFrame:
     """Current rows of an input table, one per key, with a ``_row`` marker and ``_error``."""
     df = ctx.current(table).toPandas()
@@ -99,6 +105,7 @@ class SelectGold(TableOp):
                      "bronze.videos"]
     default_output = "gold.clips"
     rejections = "gold.rejections"
+    ledger = "gold.ledger"
     key = "clip_id"
     columns = GOLD_COLUMNS
     params_cls = GoldParams
@@ -123,9 +130,10 @@ class SelectGold(TableOp):
             })], ignore_index=True)
             gold = gold[~over]
         gold["identity_clip_count"] = gold.groupby("identity_id")["clip_id"].transform("size")
-        gold["split"] = assign_splits(gold, previous, params.split)
+        ledger = self.read_ledger(ctx)
+        gold["split"] = assign_splits(gold, ledger, params.split)
         now = pd.Timestamp.now(tz="UTC")
-        first = {} if previous is None else dict(zip(previous["clip_id"], previous["published_at"], strict=True))
+        first = dict(zip(ledger["clip_id"], ledger["published_at"], strict=True))
         gold["published_at"] = gold["clip_id"].map(lambda c: first.get(c, now))
         self._failures = self._with_incomplete(clips, passed, failures)
         for col in GOLD_COLUMNS:
@@ -184,3 +192,26 @@ class SelectGold(TableOp):
         from jobs.gate import gate_gold
 
         gate_gold(ctx, spec, table)
+
+    def read_ledger(self, ctx: Any) -> pd.DataFrame:
+        """The publication ledger: one row per clip ever published (its identity, the split it was
+        published in, when). Append-only, so a gold version bump or a rebuild never moves a published
+        identity to another split nor changes a clip's ``published_at``."""
+        if not ctx.lake.exists(self.ledger):
+            return pd.DataFrame(columns=list(LEDGER_TYPES))
+        return ctx.current(self.ledger).toPandas()
+
+    def record(self, ctx: Any, spec: StageSpec, table: pd.DataFrame) -> int:
+        """Append the clips this gold publishes for the first time to the ledger (before gold is
+        committed: a run that dies in between finds them there and publishes the same splits)."""
+        from jobs.adapter import conform
+
+        known = set(self.read_ledger(ctx)["clip_id"])
+        new = table[~table["clip_id"].isin(known)]
+        if not len(new):
+            return 0
+        rows = conform(new[["clip_id", "identity_id", "split", "published_at"]].assign(run_id=ctx.run_id)
+                       .reset_index(drop=True), LEDGER_TYPES)
+        ddl = ", ".join(f"{c} {t}" for c, t in LEDGER_TYPES.items())
+        ctx.lake.append(self.ledger, ctx.spark.createDataFrame(rows, ddl))
+        return 1

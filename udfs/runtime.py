@@ -1,0 +1,70 @@
+"""Model runtime for batch stages: one model per executor process, on the device the stage may use.
+
+``shared_model(key, factory)`` builds a model once per process and hands the same object to every
+task thread (keyed by e.g. ``(op, weights path, weights hash, device)``); batch ops serialise
+their calls with the returned lock when a model is not thread-safe. ``pick_device`` turns the
+stage's declared GPU share into a device: CUDA when the share is > 0 and a CUDA device is
+visible, else the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_models: dict[tuple, tuple[Any, threading.Lock]] = {}
+_lock = threading.Lock()
+
+
+def shared_model(key: tuple, factory: Callable[[], Any]) -> tuple[Any, threading.Lock]:
+    """``(model, lock)`` for ``key``, created by ``factory`` on first use in this process."""
+    with _lock:
+        entry = _models.get(key)
+        if entry is not None:
+            return entry
+    built = factory()  # outside the lock: loading can take seconds
+    with _lock:
+        return _models.setdefault(key, (built, threading.Lock()))
+
+
+def loaded_models() -> list[tuple]:
+    """Keys of the models this process holds (tests and the bench inspect it)."""
+    with _lock:
+        return list(_models)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pick_device(gpu_share: float, requested: str = "auto") -> str:
+    """``cuda`` when the stage declares a GPU share (or asks for cuda) and one is visible, else ``cpu``."""
+    if requested == "cpu":
+        return "cpu"
+    if (requested == "cuda" or gpu_share > 0) and cuda_available():
+        return "cuda"
+    if requested == "cuda":
+        raise RuntimeError("device cuda was requested but no CUDA device is visible")
+    return "cpu"
+
+
+def weights_hash(path: str | None, chunk: int = 1 << 20) -> str | None:
+    """Short SHA-256 of a weights file (or of a folder's files), recorded with what the model produced."""
+    if not path:
+        return None
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()[:16]
