@@ -155,3 +155,34 @@ def test_scale_driver_memory_commits_and_keys(tmp_path: Path, remote_engine: str
         peaks[n] = runs["driver_peak_mb"].max()
     growth_mb = (20000 - 2000) * per_row / 2**20
     assert peaks[20000] - peaks[2000] < 0.25 * growth_mb, (peaks, growth_mb)
+
+
+def test_a_few_hundred_tiny_videos_through_the_real_ops(tmp_path: Path, remote_engine: str) -> None:
+    """200 generated videos (distinct content) through ingest, probe, split and faces on an engine
+    in its own process, in chunks of 64: every key once, commits within the bound."""
+    from conftest import write_config
+    from synth_video import make_test_video
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    for i in range(200):
+        size = (160, 120) if i % 2 else (128, 96)
+        make_test_video(src / f"v{i:03d}.mp4", seconds=1.0 + (i // 2 % 50) * 0.1, fps=10, size=size,
+                        cuts=(0.5,) if i // 100 else ())
+    chunks = {"resources": {"commit_rows": 64}}
+    cfg = write_config(tmp_path, tmp_path / "lake", {s: chunks for s in ("ingest", "probe", "split", "faces")})
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", "--config", str(cfg), "--engine", remote_engine,
+                             "--source", str(src), "--stages", "ingest,probe,split,faces"], cwd=REPO, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    lake = tmp_path / "lake"
+    exactly_once(lake, "bronze.files", "uri", 200)
+    exactly_once(lake, "bronze.videos", "video_id", 200)
+    clips = table(lake, "silver.clips", ["clip_id", "error"])
+    assert clips["clip_id"].is_unique and len(clips) >= 200
+    exactly_once(lake, "silver.faces", "clip_id", int(clips["error"].isna().sum()))
+    runs = table(lake, "meta.runs")
+    assert set(runs["stage"]) == {"ingest", "probe", "split", "faces"}
+    for _, r in runs.iterrows():
+        assert 1 <= r["commits"] <= math.ceil(r["pending"] / 64), r.to_dict()
