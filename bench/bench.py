@@ -25,10 +25,10 @@ sys.path.insert(0, str(REPO))
 
 import av  # noqa: E402
 
-from jobs.config import load_config  # noqa: E402
-from jobs.stages import registry  # noqa: E402
-from udfs.base import batch_udf  # noqa: E402
-from udfs.probe import probe_video  # noqa: E402
+from facevid.jobs.config import load_config  # noqa: E402
+from facevid.jobs.stages import registry  # noqa: E402
+from facevid.udfs.base import batch_udf  # noqa: E402
+from facevid.udfs.media.probe import probe_video  # noqa: E402
 
 
 def timed(fn):
@@ -109,8 +109,8 @@ def main() -> int:
 
     import pandas as pd
 
-    from jobs.engine import start_engine
-    from jobs.runner import output_schema
+    from facevid.jobs.engine import start_engine
+    from facevid.jobs.runner import output_schema
 
     with start_engine("local") as engine:
         spark = engine.spark

@@ -1,8 +1,8 @@
 """Engine adapter: an op's row function as the function ``mapInPandas`` runs on the executors.
 
 For every input row it calls the op's pure row function (in this thread, or in a crash-isolated
-worker process: ``jobs.sandbox``), turns exceptions into error rows (``udfs.errors``), and adds
-the lineage columns (``jobs.lineage``). Rows are handled in ``(video_id, key)`` order inside a
+worker process: ``facevid.jobs.sandbox``), turns exceptions into error rows (``facevid.udfs.errors``), and adds
+the lineage columns (``facevid.jobs.lineage``). Rows are handled in ``(video_id, key)`` order inside a
 batch so that a task's consecutive clips share one download of their video.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.lineage import BOOKKEEPING, INPUT_FP, PRIOR_ATTEMPTS, content_columns, row_fingerprint
-from udfs.errors import RowError, classify, set_deadline
+from facevid.jobs.lineage import BOOKKEEPING, INPUT_FP, PRIOR_ATTEMPTS, content_columns, row_fingerprint
+from facevid.udfs.errors import RowError, classify, set_deadline
 
 RowFn = Callable[[dict[str, Any]], "dict[str, Any] | list[dict[str, Any]]"]
 Outcome = tuple[bool, Any]  # (True, result) or (False, RowError)
@@ -95,10 +95,10 @@ def map_function(fn: RowFn, plan: RowPlan) -> Callable[[Iterator[pd.DataFrame]],
     order = [c for c in ("video_id", plan.input_key) if c]
 
     def results(records: list[dict[str, Any]]) -> list[Outcome]:
-        if getattr(fn, "batched", False):  # a BatchOp: the whole batch at once (jobs.batching)
+        if getattr(fn, "batched", False):  # a BatchOp: the whole batch at once (facevid.jobs.batching)
             return fn(records)
         if plan.processes > 0:
-            from jobs.sandbox import map_isolated
+            from facevid.jobs.sandbox import map_isolated
 
             return map_isolated(fn, records, plan.processes, plan.timeout_s, plan.max_attempts)
         return [run_row(fn, rec, plan.timeout_s) for rec in records]

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from udfs.errors import StageError, classify, set_deadline
-from udfs.runtime import pick_device, shared_model
+from facevid.udfs.errors import StageError, classify, set_deadline
+from facevid.udfs.models.runtime import pick_device, shared_model
 
 Outcome = tuple[bool, Any]
 _DONE = object()

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from jobs.config import ConfigError, PipelineConfig, load_config
-from jobs.lease import LeaseHeld, LeaseLost
-from jobs.stages.base import GateError
+from facevid.jobs.config import ConfigError, PipelineConfig, load_config
+from facevid.jobs.lease import LeaseHeld, LeaseLost
+from facevid.jobs.stages.base import GateError
 
 EPILOG = """examples:
   facevid run                                  # all stages declared in ./pipeline.yml
@@ -38,8 +38,9 @@ EPILOG = """examples:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="pipeline.yml", help="pipeline declaration (default: ./pipeline.yml)")
     p.add_argument("--lake", help="lake root: a directory, s3://bucket/prefix or uc:catalog.schema (overrides config)")
-    p.add_argument("--files", help="files root for crops, gate results and the report: a directory, s3://, dbfs:/ "
-                   "or /Volumes/... (default: the lake root; required for a uc: lake; env FACEVID_FILES)")
+    p.add_argument("--files", help="files root for crops, gate results, the report, leases and in-flight records: "
+                   "a directory, s3://, dbfs:/ or /Volumes/... (default: the lake root; required for a uc: lake; "
+                   "env FACEVID_FILES)")
     p.add_argument("--engine", help="auto (default) | local (embedded Sail) | local-cluster (Sail with "
                    "worker tasks) | spark (native session) | sc://host:port")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -107,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextmanager
 def _session(cfg: PipelineConfig, args: argparse.Namespace | None = None) -> Iterator[Any]:
-    from jobs.engine import start_engine
-    from jobs.lake import Lake
-    from jobs.runner import Context
+    from facevid.jobs.engine import start_engine
+    from facevid.jobs.lake import Lake
+    from facevid.jobs.runner import Context
 
     engine = start_engine(cfg.engine)
     try:
@@ -124,7 +125,7 @@ def _tables(cfg: PipelineConfig) -> list[str]:
 
 
 def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    from jobs.runner import run_pipeline
+    from facevid.jobs.runner import run_pipeline
 
     names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     preflight(cfg, names)  # stage names, model weights: fail before starting the engine
@@ -143,7 +144,7 @@ def cmd_run(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 def preflight(cfg: PipelineConfig, names: list[str] | None) -> None:
     """Checks that need no engine, for the stages about to run: the names exist, and each op's
     own ``preflight(spec)`` (e.g. the embed stage's model weights) passes."""
-    from jobs.runner import op_for
+    from facevid.jobs.runner import op_for
 
     for spec in cfg.ordered(names):
         check = getattr(op_for(spec), "preflight", None)
@@ -154,9 +155,9 @@ def preflight(cfg: PipelineConfig, names: list[str] | None) -> None:
 def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
-    from jobs.quarantine import quarantine_frame
-    from jobs.runner import op_for, pending_frame, stale_frame
-    from jobs.stages.base import TableOp
+    from facevid.jobs.quarantine import quarantine_frame
+    from facevid.jobs.runner import op_for, pending_frame, stale_frame
+    from facevid.jobs.stages.base import TableOp
 
     with _session(cfg, args) as ctx:
         print(f"lake: {cfg.lake}  engine: {ctx.engine.kind}")
@@ -188,7 +189,7 @@ def cmd_status(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_sql(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    from jobs.quarantine import register_views
+    from facevid.jobs.quarantine import register_views
 
     with _session(cfg, args) as ctx:
         views = register_views(ctx)
@@ -224,8 +225,8 @@ def cmd_history(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_maintain(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    from jobs.lake import SYSTEM_TABLES
-    from jobs.runner import side_tables
+    from facevid.jobs.lake import SYSTEM_TABLES
+    from facevid.jobs.runner import side_tables
 
     if args.retain_hours < 168 and not args.force:
         raise ConfigError(f"--retain-hours {args.retain_hours} is under 168 (7 days): time travel and runs still "
@@ -255,8 +256,8 @@ def write_report(ctx: Any, out: str, examples: int) -> str:
     import tempfile
     from pathlib import Path
 
-    from jobs.report_html import build_report
-    from udfs.storage import is_s3, put_file, to_local
+    from facevid.jobs.report_html import build_report
+    from facevid.udfs.media.storage import is_s3, put_file, to_local
 
     if not is_s3(out):
         return str(build_report(ctx, to_local(out), examples))
@@ -269,8 +270,8 @@ def write_report(ctx: Any, out: str, examples: int) -> str:
 
 def _sweep_artifacts(ctx: Any, tables: list[str], retain_hours: int) -> None:
     """Delete artifact files (crops) that no table version within the retention references."""
-    from jobs.lake import storage_options
-    from udfs.artifacts import referenced_by, sweep
+    from facevid.jobs.lake import storage_options
+    from facevid.udfs.media.artifacts import referenced_by, sweep
 
     roots = [ctx.cfg.file_uri(s.params.dir) for s in ctx.cfg.stages.values() if s.op == "crops.write"]
     if not roots:

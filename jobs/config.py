@@ -219,7 +219,7 @@ def load_config(
     ``--set KEY=VALUE`` items applied to the file's content before validation)."""
     import importlib
 
-    from jobs.stages import registry  # late import: stages import this module
+    from facevid.jobs.stages import registry  # late import: stages import this module
 
     cfg_path = Path(path)
     if not cfg_path.is_file():

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.config import ConfigError
+from facevid.jobs.config import ConfigError
 
 
 @dataclass

@@ -32,8 +32,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from jobs.config import ConfigError, StageSpec
-from jobs.stages.base import GateError
+from facevid.jobs.config import ConfigError, StageSpec
+from facevid.jobs.stages.base import GateError
 
 _PLACEHOLDER = re.compile(r"\$\{([a-zA-Z0-9_.]+)\}")
 _lock = threading.Lock()
@@ -159,7 +159,7 @@ def with_gate_columns(sdf: Any) -> Any:
 def _write_result(ctx: Any, spec: StageSpec, doc: dict[str, Any]) -> str:
     """Write the result JSON (a timestamped file and ``latest.json``) under ``result_dir`` (relative:
     under the files root); returns the file's URI."""
-    from udfs.storage import put_file
+    from facevid.udfs.media.storage import put_file
 
     base = ctx.cfg.file_uri(spec.params.result_dir)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -198,7 +198,7 @@ def gate_gold(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, A
             raise GateError(spec.name, shrink["message"], "-")
         return {"success": True, "suites": [], "shrink": shrink}
     root = {**vars(params), "stages": {n: s.params for n, s in ctx.cfg.stages.items()}}
-    from jobs.stages.gold import GOLD_COLUMNS
+    from facevid.jobs.stages.gold.select import GOLD_COLUMNS
 
     schema = ", ".join(f"{c} {t}" for c, t in GOLD_COLUMNS.items())
     gold_sdf = with_gate_columns(ctx.spark.createDataFrame(candidate[list(GOLD_COLUMNS)], schema))

@@ -3,7 +3,7 @@
 A row that crashes the engine process (a segfault in a decoder on the embedded engine, where
 Python UDFs run on threads of the run's own process) takes the run down with it. The keys of the
 chunk it was in are still recorded here, so the next run knows them: it runs those keys first,
-each in a crash-isolated worker process (``jobs.sandbox``), where a crash is pinned to its row
+each in a crash-isolated worker process (``facevid.jobs.sandbox``), where a crash is pinned to its row
 and, after ``resources.max_attempts`` crashes, the row becomes a permanent ``crashed`` error
 while every other key completes. Records are Parquet files written by the executors (the keys
 never come to the driver) under ``<files root>/_inflight/<table>/<attempt id>/``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.lake import list_dirs, remove_tree, view_name
+from facevid.jobs.lake import list_dirs, remove_tree, view_name
 
 
 def folder(files_root: str, table: str) -> str:

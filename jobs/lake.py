@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from jobs.config import ConfigError
-from udfs.storage import is_s3, s3_client, split_s3, to_local
+from facevid.jobs.config import ConfigError
+from facevid.udfs.media.storage import is_s3, s3_client, split_s3, to_local
 
 SYSTEM_TABLES = ("meta.runs",)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udfs.storage import is_s3, s3_client, split_s3, to_local
+from facevid.udfs.media.storage import is_s3, s3_client, split_s3, to_local
 
 TTL_S = 120.0
 

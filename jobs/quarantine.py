@@ -29,8 +29,8 @@ def _null(name: str) -> Any:
 
 def quarantine_frame(ctx: Any) -> Any | None:
     """The view's DataFrame over the lake's current tables (``None`` when there is nothing yet)."""
-    from jobs.runner import op_for
-    from jobs.stages.base import TableOp
+    from facevid.jobs.runner import op_for
+    from facevid.jobs.stages.base import TableOp
 
     frames = []
     for spec in ctx.cfg.ordered():
@@ -66,7 +66,7 @@ def quarantine_frame(ctx: Any) -> Any | None:
 
 def register_views(ctx: Any) -> list[str]:
     """Temp views over every table of the lake (``<layer>_<name>``) and the ``quarantine`` view."""
-    from jobs.runner import side_tables
+    from facevid.jobs.runner import side_tables
 
     tables = [s.output for s in ctx.cfg.ordered()] + side_tables(ctx.cfg)
     views = ctx.lake.register_views(tables)

@@ -30,7 +30,7 @@ def pyplot() -> Any:
 def load_tables(ctx: Any) -> dict[str, pd.DataFrame]:
     """The rows of every table that exists, the quarantine view and the run log. The card plots
     every clip, so these come to the driver (without the track and embedding arrays)."""
-    from jobs.quarantine import quarantine_frame
+    from facevid.jobs.quarantine import quarantine_frame
 
     out = {}
     for t in TABLES:

@@ -1,4 +1,4 @@
-"""The dataset card's page: plots from ``jobs.report`` data, example frames, one self-contained HTML."""
+"""The dataset card's page: plots from ``facevid.jobs.report`` data, example frames, one self-contained HTML."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import pandas as pd
 
-from jobs.report import (
+from facevid.jobs.report import (
     bar_png,
     funnel,
     gold_spec,
@@ -39,8 +39,8 @@ def _img(name: str | None, alt: str) -> str:
 
 def middle_frame(uri: str, start: float, end: float) -> Any:
     """The frame in the middle of ``[start, end)`` (None when it does not decode)."""
-    from udfs.storage import local_path
-    from udfs.video import iter_frames
+    from facevid.udfs.media.storage import local_path
+    from facevid.udfs.media.video import iter_frames
 
     try:
         with local_path(uri) as path:

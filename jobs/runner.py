@@ -1,16 +1,16 @@
 """The stage runner: pending work is a DataFrame, the executors do the work, few large commits.
 
-A per-row stage, with its output table's lease held (``jobs.lease``):
+A per-row stage, with its output table's lease held (``facevid.jobs.lease``):
 
 1. **plan** (driver: counts only): the input frame's rows whose key has no output row with the same
-   input fingerprint and stage fingerprint (``jobs.lineage``), plus rows holding a transient error
+   input fingerprint and stage fingerprint (``facevid.jobs.lineage``), plus rows holding a transient error
    with attempts left and errors re-queued by ``--retry-errors``, is the pending DataFrame;
 2. **chunks**: pending keys are split into ``ceil(pending / resources.commit_rows)`` chunks by a
    hash of the video id (a video's clips stay together); each chunk is repartitioned by video,
    mapped by the op's row function in ``mapInPandas`` on the executors, written to a staging
    Delta table (one distributed job) and published with one ``MERGE`` on the key, which also
    removes rows of the chunk's inputs that the new output no longer has (a re-split). Keys in
-   flight are recorded first (``jobs.inflight``): a run that dies loses at most its chunks in
+   flight are recorded first (``facevid.jobs.inflight``): a run that dies loses at most its chunks in
    flight, a chunk staged but not merged is published by the next run, and rows that were in
    flight when the process crashed run crash-isolated next time;
 3. **prune**: output rows whose input row is gone (or now an error) are removed in one commit;
@@ -18,41 +18,33 @@ A per-row stage, with its output table's lease held (``jobs.lease``):
 
 Whole-table stages (``TableOp``) rebuild their output from their inputs and overwrite it in one
 commit when it changed and their gate passes. Error rows of every stage form the ``quarantine``
-view (``jobs.quarantine``); no shared table is written by two stages.
+view (``facevid.jobs.quarantine``); no shared table is written by two stages.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 from pyspark.sql import functions as F
 
-from jobs.adapter import RowPlan, conform, map_function
-from jobs.config import ConfigError, PipelineConfig, StageSpec
-from jobs.engine import Engine
-from jobs.lake import Lake
-from jobs.lease import Lease, lease_store
-from jobs.lineage import (
-    BOOKKEEPING,
+from facevid.jobs.adapter import RowPlan, map_function
+from facevid.jobs.config import ConfigError, PipelineConfig, StageSpec
+from facevid.jobs.engine import Engine
+from facevid.jobs.lake import Lake
+from facevid.jobs.lease import Lease, lease_store
+from facevid.jobs.lineage import (
     INPUT_FP,
     PRIOR_ATTEMPTS,
-    content_columns,
-    frame_fingerprints,
-    stage_fingerprint,
 )
-from jobs.stages import Op, registry
-from jobs.stages.base import GateError, TableOp
-
-RUN_COLUMNS = ("run_id string, stage string, stage_version int, stage_fp string, output string, "
-               "output_version long, input string, input_version long, inputs string, pending long, "
-               "rows long, errors long, chunks int, commits int, pruned long, started_at timestamp, "
-               "seconds double, engine string, status string, driver_peak_mb double")
+from facevid.jobs.runlog import StageReport, ddl, input_versions, log_run, stage_fp
+from facevid.jobs.stages import Op, registry
+from facevid.jobs.stages.base import TableOp
+from facevid.jobs.table_stage import run_table_stage
 
 
 @dataclass
@@ -87,19 +79,6 @@ class Context:
         return lease
 
 
-@dataclass
-class StageReport:
-    stage: str
-    pending: int
-    rows: int  # output rows after the run
-    errors: int
-    chunks: int
-    seconds: float
-    output_version: int | None
-    commits: int = 0
-    pruned: int = 0
-
-
 def op_for(spec: StageSpec) -> Op:
     return registry[spec.op]()
 
@@ -113,20 +92,12 @@ def side_tables(cfg: PipelineConfig) -> list[str]:
     return out
 
 
-def stage_fp(spec: StageSpec) -> str:
-    return stage_fingerprint(spec.op, spec.version, spec.params)
-
-
 def row_plan(spec: StageSpec, op: Op, inp: Any) -> RowPlan:
     types = {f.name: f.dataType.simpleString() for f in inp.schema.fields}
     return RowPlan(key=op.key, input_key=op.input_key, columns=op.columns, passthrough=op.passthrough,
                    passthrough_types={c: types[c] for c in op.passthrough}, stage_fp=stage_fp(spec),
                    version=spec.version, timeout_s=spec.resources.timeout_s or None,
                    processes=spec.resources.processes, max_attempts=spec.resources.max_attempts)
-
-
-def ddl(types: dict[str, str]) -> str:
-    return ", ".join(f"`{name}` {typ}" for name, typ in types.items())
 
 
 def _retry_condition(ctx: Context, spec: StageSpec) -> Any:
@@ -156,11 +127,6 @@ def stale_frame(ctx: Context, spec: StageSpec, op: Op, inp: Any) -> Any:
     out = ctx.lake.read(spec.output)
     fresh = inp.select(op.input_key, F.col(INPUT_FP).alias("input_fp")).withColumn("stage_fp", F.lit(stage_fp(spec)))
     return out.join(fresh, [op.input_key, "input_fp", "stage_fp"], "left_anti")
-
-
-def input_versions(ctx: Context, spec: StageSpec) -> dict[str, int | None]:
-    """The Delta version of every input table as the stage starts (lineage)."""
-    return {t: ctx.lake.version(t) for t in spec.inputs}
 
 
 def run_stage(ctx: Context, spec: StageSpec, log: Any = print) -> StageReport:
@@ -217,7 +183,7 @@ class _Publisher:
 
 
 def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> StageReport:
-    from jobs import inflight
+    from facevid.jobs import inflight
 
     started, t0 = time.time(), time.perf_counter()
     versions = input_versions(ctx, spec)
@@ -234,6 +200,8 @@ def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> St
         log(f"  {spec.name}: publishing {staging} left by an earlier run")
         pub.publish(staging)
     group = "video_id" if "video_id" in inp.columns else op.input_key
+    with contextlib.suppress(Exception):  # native Spark: Arrow batches of resources.batch rows (Sail ignores it)
+        ctx.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(spec.resources.batch))
     parts = spec.resources.partitions or ctx.engine.parallelism
     todo = pending_frame(ctx, spec, op, inp)
     dead = inflight.dead_attempts(ctx.files_root, spec.output)
@@ -276,7 +244,7 @@ def run_row_stage(ctx: Context, spec: StageSpec, op: Op, log: Any = print) -> St
     rows, errors = out.count(), out.filter(F.col("error").isNotNull()).count()
     report = StageReport(spec.name, pending, rows, errors, chunks, time.perf_counter() - t0,
                          ctx.lake.version(spec.output), pub.commits, pruned)
-    _log_run(ctx, spec, report, versions, started)
+    log_run(ctx, spec, report, versions, started)
     return report
 
 
@@ -305,103 +273,6 @@ def prune(ctx: Context, spec: StageSpec, op: Op, inp: Any, pub: _Publisher) -> i
         ctx.lake.append(staging, pub.tombstones(orphans.select(op.key)))
         pub.publish(staging)
     return n
-
-
-def run_table_stage(ctx: Context, spec: StageSpec, op: TableOp, log: Any = print) -> StageReport:
-    """Rebuild a whole-table stage; commit (overwrite) only when the gate passes and the rows changed.
-    Its rejections (``op.rejections``) are written first: a run that dies between the two commits
-    rebuilds both next time."""
-    started, t0 = time.time(), time.perf_counter()
-    versions = input_versions(ctx, spec)
-    previous = ctx.current(spec.output).toPandas() if ctx.lake.exists(spec.output) else None
-    table = op.build(ctx, spec, previous)
-    if "error" not in table.columns:
-        table["error"] = None
-    types = {**op.columns, "error": "string"}
-    table = conform(table[list(types)].sort_values(op.key, ignore_index=True), types)
-    table["fingerprint"] = frame_fingerprints(table, content_columns(op.key, types))
-    table["stage_fp"], table["stage_version"] = stage_fp(spec), spec.version
-    try:
-        op.check(ctx, spec, table)
-    except GateError:
-        report = StageReport(spec.name, len(table), len(table), 0, 0, time.perf_counter() - t0,
-                             ctx.lake.version(spec.output))
-        _log_run(ctx, spec, report, versions, started, status="gate_failed")
-        raise
-    all_types = {**types, **BOOKKEEPING}
-    commits = op.record(ctx, spec, table)
-    commits += _write_rejections(ctx, spec, op, table)
-    unchanged = previous is not None and _same_rows(previous, table, ["fingerprint", "stage_fp"], op.key)
-    if not unchanged:
-        for col, _typ in all_types.items():
-            if col not in table:
-                table[col] = None
-        table["processed_at"] = pd.Timestamp.now(tz="UTC")
-        table = conform(table[list(all_types)], all_types)
-        ctx.lake.create(spec.output, ddl(all_types))
-        ctx.lake.overwrite(spec.output, ctx.spark.createDataFrame(table, ddl(all_types)))
-        commits += 1
-        log(f"  {spec.name}: {len(table)} rows committed")
-    else:
-        log(f"  {spec.name}: {len(table)} rows, unchanged (no commit)")
-    errors = int(table["error"].notna().sum())
-    report = StageReport(spec.name, len(table), len(table), errors, 0 if unchanged else 1,
-                         time.perf_counter() - t0, ctx.lake.version(spec.output), commits)
-    _log_run(ctx, spec, report, versions, started)
-    return report
-
-
-def _same_rows(previous: pd.DataFrame, table: pd.DataFrame, names: list[str], key: str) -> bool:
-    """Whether a rebuilt table equals the committed one, by row fingerprints."""
-    if len(previous) != len(table) or set(names) - set(previous.columns):
-        return False
-    left = previous[[key, *names]].sort_values(key, ignore_index=True).astype(str)
-    return bool(left.equals(table[[key, *names]].sort_values(key, ignore_index=True).astype(str)))
-
-
-def _write_rejections(ctx: Context, spec: StageSpec, op: TableOp, table: pd.DataFrame) -> int:
-    """Replace a table stage's rejection rows (one overwrite commit, only when they changed)."""
-    from jobs.quarantine import REJECTION_TYPES
-
-    if op.rejections is None:
-        return 0
-    rows = op.quarantine_rows(spec, table)
-    frame = pd.DataFrame(rows if rows is not None else [], columns=list(REJECTION_TYPES))
-    frame = frame.assign(stage=spec.name, stage_version=spec.version, at=pd.Timestamp.now(tz="UTC"))
-    frame = conform(frame[list(REJECTION_TYPES)].sort_values(["key", "rule"], ignore_index=True), REJECTION_TYPES)
-    if ctx.lake.exists(op.rejections):
-        old = ctx.lake.read(op.rejections).toPandas()
-        cols = ["key", "rule", "value", "threshold"]
-        if len(old) == len(frame) and old[cols].sort_values(["key", "rule"], ignore_index=True).astype(str).equals(
-                frame[cols].astype(str)):
-            return 0
-    ctx.lake.create(op.rejections, ddl(REJECTION_TYPES))
-    ctx.lake.overwrite(op.rejections, ctx.spark.createDataFrame(frame, ddl(REJECTION_TYPES)))
-    return 1
-
-
-def driver_peak_mb() -> float:
-    """Peak resident memory of this (driver) process so far, in MiB."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-def _log_run(ctx: Context, spec: StageSpec, r: StageReport, versions: dict[str, int | None], started: float,
-             status: str = "ok") -> None:
-    ctx.lake.create("meta.runs", RUN_COLUMNS)
-    ctx.lake.add_columns("meta.runs", RUN_COLUMNS)
-    row = pd.DataFrame([{
-        "run_id": ctx.run_id or uuid.uuid4().hex[:12], "stage": spec.name, "stage_version": spec.version,
-        "stage_fp": stage_fp(spec), "output": spec.output, "output_version": r.output_version, "input": spec.input,
-        "input_version": versions.get(spec.input) if spec.input else None, "inputs": json.dumps(versions),
-        "pending": r.pending, "rows": r.rows, "errors": r.errors, "chunks": r.chunks, "commits": r.commits,
-        "pruned": r.pruned, "started_at": pd.Timestamp(started, unit="s", tz="UTC"), "seconds": r.seconds,
-        "engine": ctx.engine.kind, "status": status, "driver_peak_mb": driver_peak_mb(),
-    }])
-    ctx.lake.append("meta.runs", ctx.spark.createDataFrame(row, RUN_COLUMNS))
 
 
 def run_pipeline(ctx: Context, names: list[str] | None = None, log: Any = print) -> list[StageReport]:

@@ -1,7 +1,7 @@
 """Crash-isolated row execution: row functions in spawned worker processes, one row at a time.
 
 Used when a stage declares ``resources.processes: N`` (GIL-bound work, or a native library that
-may crash) and for rows that were in flight when an earlier run died (``jobs.inflight``). Each
+may crash) and for rows that were in flight when an earlier run died (``facevid.jobs.inflight``). Each
 worker runs one row at a time, so a native crash (segfault, ``os._exit``, the OOM killer) is
 pinned to exactly that row: the worker is restarted and the row retried, up to
 ``resources.max_attempts`` times in all, after which the row is a permanent ``crashed`` error
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from udfs.errors import RowError
+from facevid.udfs.errors import RowError
 
 GRACE_S = 5.0
 _idle: dict[str, list[_Worker]] = {}
@@ -33,7 +33,7 @@ _lock = threading.Lock()
 def _serve(conn: Any, fn_bytes: bytes, timeout_s: float | None) -> None:
     import pickle
 
-    from jobs.adapter import run_row
+    from facevid.jobs.adapter import run_row
 
     fn = pickle.loads(fn_bytes)
     while True:

@@ -29,8 +29,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from jobs.cli import build_parser
-from jobs.config import ConfigError, PipelineConfig, apply_overrides
+from facevid.jobs.cli import build_parser
+from facevid.jobs.config import ConfigError, PipelineConfig, apply_overrides
 
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-\[\]]+)\}")
 VOLUME_PATH = re.compile(r"/Volumes/([^/\s=,\"']+)/([^/\s=,\"']+)/([^/\s=,\"']+)")

@@ -24,7 +24,7 @@ def shared_videos() -> Path:
 @pytest.fixture(scope="session")
 def engine():
     """One embedded Sail engine for the whole test session (a real Spark Connect server)."""
-    from jobs.engine import start_engine
+    from facevid.jobs.engine import start_engine
 
     eng = start_engine("local")
     yield eng
@@ -35,7 +35,7 @@ def engine():
 def full_run(engine, shared_videos: Path, tmp_path_factory):
     """The whole declared pipeline once on the 18 shared videos; shared by the e2e test modules,
     which must not change its lake (copy it first, see ``copy_lake``). Returns (ctx, reports)."""
-    from jobs.runner import run_pipeline
+    from facevid.jobs.runner import run_pipeline
 
     tmp = tmp_path_factory.mktemp("e2e")
     chunks = {"resources": {"commit_rows": 8}}  # several chunks (MERGE commits) per stage
@@ -76,9 +76,9 @@ def write_config(tmp: Path, lake: Path | str, stages: dict | None = None, name: 
 
 def make_context(engine, config: Path, sources: list[str]):
     """A runner Context on the session engine for ``config`` with ``sources``."""
-    from jobs.config import load_config
-    from jobs.lake import Lake
-    from jobs.runner import Context
+    from facevid.jobs.config import load_config
+    from facevid.jobs.lake import Lake
+    from facevid.jobs.runner import Context
 
     cfg = load_config(config, sources=sources)
     return Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
@@ -86,7 +86,7 @@ def make_context(engine, config: Path, sources: list[str]):
 
 def rows(ctx, sql: str) -> list[dict]:
     """Run SQL over the context's lake views and return plain dicts."""
-    from jobs.quarantine import register_views
+    from facevid.jobs.quarantine import register_views
 
     register_views(ctx)
     return [r.asDict() for r in ctx.spark.sql(sql).collect()]

@@ -69,7 +69,7 @@ class S3Server:
     log: Path | None = field(default=None, repr=False)
 
     def env(self) -> dict[str, str]:
-        """The ``AWS_*`` variables that point boto3 (and ``udfs.storage``) at this server."""
+        """The ``AWS_*`` variables that point boto3 (and ``facevid.udfs.media.storage``) at this server."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                 "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
                 "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}

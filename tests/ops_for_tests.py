@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from pyspark.sql import functions as F
 
-from jobs.lineage import INPUT_FP
-from jobs.stages.base import BatchOp, Op, register
+from facevid.jobs.lineage import INPUT_FP
+from facevid.jobs.stages.base import BatchOp, Op, register
 
 
 @dataclass(frozen=True)

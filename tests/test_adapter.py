@@ -8,10 +8,10 @@ import time
 import pandas as pd
 import pytest
 
-from jobs.adapter import RowPlan, map_function
-from jobs.lineage import INPUT_FP, PRIOR_ATTEMPTS, row_fingerprint, stage_fingerprint
-from udfs.base import cached_model
-from udfs.errors import StageError, check_deadline, classify, error_text
+from facevid.jobs.adapter import RowPlan, map_function
+from facevid.jobs.lineage import INPUT_FP, PRIOR_ATTEMPTS, row_fingerprint, stage_fingerprint
+from facevid.udfs.base import cached_model
+from facevid.udfs.errors import StageError, check_deadline, classify, error_text
 
 
 def parity(row: dict) -> dict | list[dict]:
@@ -66,7 +66,7 @@ def test_rows_errors_kinds_and_lineage() -> None:
 
 
 def test_stage_fingerprint_follows_version_and_params() -> None:
-    from udfs.shots import SplitParams
+    from facevid.udfs.media.shots import SplitParams
 
     base = stage_fingerprint("split.shots", 1, SplitParams())
     assert base == stage_fingerprint("split.shots", 1, SplitParams())
@@ -87,7 +87,7 @@ def test_error_classification() -> None:
 
 
 def test_cooperative_deadline() -> None:
-    from jobs.adapter import run_row
+    from facevid.jobs.adapter import run_row
 
     def slow(row: dict) -> dict:
         for _ in range(200):
@@ -123,7 +123,7 @@ def test_cached_model_loads_once_per_thread() -> None:
 
 @pytest.mark.parametrize("bad", [{"commit_rows": 0}, {"max_attempts": 0}, {"timeout_s": -1}])
 def test_resources_are_validated(bad: dict) -> None:
-    from jobs.config import ConfigError, Resources
+    from facevid.jobs.config import ConfigError, Resources
 
     with pytest.raises(ConfigError, match="resources"):
         Resources(**bad)

@@ -1,4 +1,4 @@
-"""udfs.artifacts: content digests, atomic publish, and the sweep over real Delta table versions
+"""facevid.udfs.media.artifacts: content digests, atomic publish, and the sweep over real Delta table versions
 (delta-rs), locally and on S3."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from udfs.artifacts import (
+from facevid.udfs.media.artifacts import (
     content_digest,
     list_files,
     publish,

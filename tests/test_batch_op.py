@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import make_context
 
-from jobs.runner import run_pipeline
-from udfs import runtime
+from facevid.jobs.runner import run_pipeline
+from facevid.udfs.models import runtime
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.spark]

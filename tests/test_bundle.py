@@ -16,7 +16,7 @@ import pytest
 import yaml
 from bundle_check import check_bundle, load_pyproject, resolve, task_args
 
-from jobs.config import load_config
+from facevid.jobs.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO.parent / "shared" / "databricks" / "bundle_schema.json"

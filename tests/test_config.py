@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.cli import main
-from jobs.config import ConfigError, load_config
+from facevid.jobs.cli import main
+from facevid.jobs.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_model_paths_resolve_relative_to_the_config_and_must_exist(tmp_path: Pat
 
 
 def test_unknown_engine_is_a_config_error() -> None:
-    from jobs.engine import start_engine
+    from facevid.jobs.engine import start_engine
 
     with pytest.raises(ConfigError, match="unknown engine 'yarn'"):
         start_engine("yarn")
@@ -181,9 +181,9 @@ def test_crops_and_gate_results_go_under_the_files_root(tmp_path: Path, monkeypa
     import json
     from types import SimpleNamespace
 
-    from jobs.gate import _write_result
-    from jobs.stages.base import ClipTrackOp
-    from jobs.stages.crops import WriteCrops
+    from facevid.jobs.gate import _write_result
+    from facevid.jobs.stages.base import ClipTrackOp
+    from facevid.jobs.stages.silver.crops import WriteCrops
 
     cfg = load_config(write(tmp_path, base_doc()), lake="uc:main.facevid", files=str(tmp_path / "files"))
     monkeypatch.setattr(ClipTrackOp, "input_frame", lambda self, ctx, spec: "frame")
@@ -225,20 +225,20 @@ def test_bad_set_overrides_are_clear_errors(tmp_path: Path, item: str, message: 
 
 def test_missing_dlib_weights_stop_the_run_up_front_but_not_other_stages(tmp_path: Path, capsys,
                                                                          monkeypatch) -> None:
-    import udfs.identity
+    import facevid.udfs.face.embed
 
-    monkeypatch.setattr(udfs.identity, "_bundled", lambda kind: None)  # a cluster without the package
+    monkeypatch.setattr(facevid.udfs.face.embed, "_bundled", lambda kind: None)  # a cluster without the package
     path = write(tmp_path, base_doc())
     cfg = load_config(path)  # other stages' commands still load the config
     assert cfg.stages["embed"].params.missing_weights() == ["model_path", "landmarks_path"]
-    from jobs.cli import preflight
+    from facevid.jobs.cli import preflight
 
     preflight(cfg, ["ingest", "probe"])  # nothing to say about stages that need no weights
     assert main(["run", "--config", str(path), "--stages", "embed,identities"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("facevid: error: stage embed: no dlib weights: set stages.embed.params.model_path "
                                      "and stages.embed.params.landmarks_path") in err
-    from jobs.stages.identity import EmbedFaces
+    from facevid.jobs.stages.silver.identity import EmbedFaces
 
     with pytest.raises(ConfigError, match="stages.embed.params.model_path"):
         EmbedFaces().row_fn(cfg.stages["embed"])  # the runner path (no CLI) refuses as well

@@ -43,7 +43,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def facevid(config: Path, *args: str, **extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", "--config", str(config), *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "facevid.jobs.cli", "run", "--config", str(config), *args], cwd=REPO,
                             env=env(**extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -79,7 +79,7 @@ def test_a_second_run_without_wait_exits_4_naming_the_holder(tmp_path: Path) -> 
     for line in first.stdout:  # the first run holds test.summary's lease now
         if line.startswith("stage summary"):
             break
-    second = subprocess.run([sys.executable, "-m", "jobs.cli", "run", "--config", str(cfg), "--stages", "summary"],
+    second = subprocess.run([sys.executable, "-m", "facevid.jobs.cli", "run", "--config", str(cfg), "--stages", "summary"],
                             cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
     rest, _ = first.communicate(timeout=600)
     assert first.returncode == 0, rest
@@ -171,7 +171,7 @@ def test_a_few_hundred_tiny_videos_through_the_real_ops(tmp_path: Path, remote_e
                         cuts=(0.5,) if i // 100 else ())
     chunks = {"resources": {"commit_rows": 64}}
     cfg = write_config(tmp_path, tmp_path / "lake", {s: chunks for s in ("ingest", "probe", "split", "faces")})
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", "--config", str(cfg), "--engine", remote_engine,
+    proc = subprocess.Popen([sys.executable, "-m", "facevid.jobs.cli", "run", "--config", str(cfg), "--engine", remote_engine,
                              "--source", str(src), "--stages", "ingest,probe,split,faces"], cwd=REPO, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=900)

@@ -1,4 +1,4 @@
-"""udfs.crops / crops.write: the box rule, real encoded crops (face inside, audio kept), the
+"""facevid.udfs.face.crops / crops.write: the box rule, real encoded crops (face inside, audio kept), the
 min_crop_px rule, hostile input, one engine run and one S3 round trip."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import yaml
 from conftest import make_context, rows, write_config
 from synth_video import make_garbled_video, make_timed_video
 
-import jobs.stages.crops  # noqa: F401  (registers crops.write)
-from udfs.artifacts import marker_uri
-from udfs.base import StageError
-from udfs.crops import CropParams, crop_square, crops_root, crops_row, plan_crop
-from udfs.crops_encode import _Writer, coded_square, encode_crop
-from udfs.detectors import get_detector
-from udfs.faces import FacesParams, detect_clip
-from udfs.video import upright
+import facevid.jobs.stages.silver.crops  # noqa: F401  (registers crops.write)
+from facevid.udfs.base import StageError
+from facevid.udfs.face.crops import CropParams, crop_square, crops_root, crops_row, plan_crop
+from facevid.udfs.face.faces import FacesParams, detect_clip
+from facevid.udfs.media.artifacts import marker_uri
+from facevid.udfs.media.encode import _Writer, coded_square, encode_crop
+from facevid.udfs.media.video import upright
+from facevid.udfs.models.detectors import get_detector
 
 # file, start_s, end_s (None = to the end): a clip with an odd frame rate, an mpeg4 source with
 # 16 kHz audio, and a clip from the middle of a video (seek, audio trimmed in sync)
@@ -271,7 +271,7 @@ def test_same_inputs_reuse_the_file_and_new_inputs_get_a_new_one(talk: dict, tmp
     def no_encode(*args, **kwargs):
         raise AssertionError("a complete file of the same digest must be reused")
 
-    monkeypatch.setattr("udfs.crops.encode_crop", no_encode)
+    monkeypatch.setattr("facevid.udfs.face.crops.encode_crop", no_encode)
     assert crops_row(talk, SMALL, str(root)) == first  # the re-run targets the same path, skips the work
     monkeypatch.undo()
     assert files_under(root) == before
@@ -319,7 +319,7 @@ def test_a_failing_attempt_never_deletes_or_overwrites_a_published_file(
 
 def test_a_killed_attempt_leaves_only_a_hidden_part_file_that_the_sweep_takes(
         talk: dict, tmp_path: Path, monkeypatch) -> None:
-    from udfs.artifacts import sweep
+    from facevid.udfs.media.artifacts import sweep
 
     root = tmp_path / "crops"
     failing_writer(monkeypatch)
@@ -353,7 +353,7 @@ def crops_config(tmp: Path, lake: Path | str) -> Path:
 
 @pytest.mark.spark
 def test_engine_run_writes_rows_files_and_quarantine(engine, shared_videos: Path, tmp_path: Path) -> None:
-    from jobs.runner import run_pipeline
+    from facevid.jobs.runner import run_pipeline
 
     src = tmp_path / "videos"
     src.mkdir()

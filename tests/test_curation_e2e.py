@@ -9,8 +9,8 @@ import av
 import pytest
 from conftest import copy_lake, rows
 
-from jobs.runner import run_pipeline
-from jobs.stages.base import GateError
+from facevid.jobs.runner import run_pipeline
+from facevid.jobs.stages.base import GateError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -84,7 +84,7 @@ def test_small_faces_are_not_upscaled_into_the_dataset(full_run) -> None:
 
 
 def test_gold_crops_are_512_mp4s_with_the_face_in_every_sampled_frame_and_audio_kept(full_run) -> None:
-    from udfs.detectors import get_detector
+    from facevid.udfs.models.detectors import get_detector
 
     ctx, _ = full_run
     det = get_detector("mtcnn", None, 0.9, "cpu")

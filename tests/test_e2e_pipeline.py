@@ -10,7 +10,7 @@ import cv2
 import pytest
 from conftest import copy_lake, rows
 
-from jobs.runner import run_pipeline
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -144,7 +144,7 @@ def test_readme_sql_examples_run(lake_run) -> None:
 
 
 def test_cli_sql_status_and_history(lake_run, capsys) -> None:
-    from jobs.cli import main
+    from facevid.jobs.cli import main
 
     ctx, _ = lake_run
     common = ["--config", str(ctx.cfg.path), "--lake", ctx.cfg.lake]
@@ -165,7 +165,7 @@ def test_cli_sql_status_and_history(lake_run, capsys) -> None:
 def test_maintain_compacts_and_vacuums_without_changing_data(lake_run, capsys) -> None:
     from deltalake import DeltaTable
 
-    from jobs.cli import main
+    from facevid.jobs.cli import main
 
     ctx, _ = lake_run
     path = ctx.lake.location("silver.faces")

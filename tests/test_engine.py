@@ -1,6 +1,6 @@
 """Which session ``--engine spark`` / ``auto`` attaches to.
 
-UNIT tests of the branch selection in ``jobs.engine._native_spark`` only: ``pyspark.sql`` and
+UNIT tests of the branch selection in ``facevid.jobs.engine._native_spark`` only: ``pyspark.sql`` and
 ``delta`` are replaced by fake module objects, so nothing here starts or reaches a Spark cluster
 (this is no integration test of Databricks; there is no workspace offline)."""
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from jobs.config import ConfigError
-from jobs.engine import start_engine
+from facevid.jobs.config import ConfigError
+from facevid.jobs.engine import start_engine
 
 
 class FakeBuilder:

@@ -1,4 +1,4 @@
-"""udfs.faces / udfs.detectors on the shared real clips (mtcnn default; yunet when its weights exist)."""
+"""facevid.udfs.face.faces / facevid.udfs.models.detectors on the shared real clips (mtcnn default; yunet when its weights exist)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from udfs.base import StageError
-from udfs.detectors import DETECTORS, get_detector
-from udfs.faces import FACES_COLUMNS, FacesParams, detect_clip, faces_row
-from udfs.video import iter_frames
+from facevid.udfs.base import StageError
+from facevid.udfs.face.faces import FACES_COLUMNS, FacesParams, detect_clip, faces_row
+from facevid.udfs.media.video import iter_frames
+from facevid.udfs.models.detectors import DETECTORS, get_detector
 
 SINGLE = [
     "retalking_face1", "retalking_face2", "retalking_face3_aoc", "retalking_face4", "retalking_face5",

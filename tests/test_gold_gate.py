@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conftest import REPO, make_context, rows, write_config
 
-from jobs.cli import main
-from jobs.runner import run_pipeline
+from facevid.jobs.cli import main
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 

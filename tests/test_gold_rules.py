@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from udfs.gold import Rule, SplitParams, apply_rules, assign_splits, cap_per_identity
+from facevid.udfs.curation.gold import Rule, SplitParams, apply_rules, assign_splits, cap_per_identity
 
 
 def _clips() -> pd.DataFrame:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import make_context, rows, write_config
 
-from jobs.runner import run_pipeline
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.spark]
 
@@ -89,7 +89,7 @@ class FifoWatch:
 
 
 def test_undecodable_names_and_links_out_of_the_root(engine, shared_videos: Path, tmp_path: Path) -> None:
-    from udfs.probe import probe_video
+    from facevid.udfs.media.probe import probe_video
 
     src, outside = tmp_path / "src", tmp_path / "outside"
     (src / "sub").mkdir(parents=True)

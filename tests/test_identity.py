@@ -15,14 +15,20 @@ import pytest
 import yaml
 from conftest import REPO, make_context
 
-import jobs.stages.identity  # noqa: F401  (registers identity.embed and identity.cluster)
-from jobs.runner import op_for, run_pipeline
-from udfs.base import StageError
-from udfs.faces import FacesParams, detect_clip
-from udfs.identity import EmbedParams, dhash, embed_clip, spread_indices
-from udfs.identity_cluster import ClusterParams, assign_identities, cluster_id, declared_id, near_duplicates
-from udfs.identity_table import build_identities
-from udfs.video import iter_frames
+import facevid.jobs.stages.silver.identity  # noqa: F401  (registers identity.embed and identity.cluster)
+from facevid.jobs.runner import op_for, run_pipeline
+from facevid.udfs.base import StageError
+from facevid.udfs.curation.clustering import (
+    ClusterParams,
+    assign_identities,
+    cluster_id,
+    declared_id,
+    near_duplicates,
+)
+from facevid.udfs.curation.identities import build_identities
+from facevid.udfs.face.embed import EmbedParams, dhash, embed_clip, spread_indices
+from facevid.udfs.face.faces import FacesParams, detect_clip
+from facevid.udfs.media.video import iter_frames
 
 # ---- pure functions ------------------------------------------------------------------------------
 

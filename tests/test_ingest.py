@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import make_context, rows, write_config
 
-from jobs.config import ConfigError
-from jobs.runner import run_pipeline
+from facevid.jobs.config import ConfigError
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.spark]
 
@@ -47,7 +47,7 @@ def test_stage_whose_input_does_not_exist_yet_fails_before_work(engine, shared_v
 
 
 def test_cli_run_with_a_missing_source_exits_2(tmp_path: Path, capsys) -> None:
-    from jobs.cli import main
+    from facevid.jobs.cli import main
 
     cfg = write_config(tmp_path, tmp_path / "lake")
     assert main(["run", "--config", str(cfg), "--source", str(tmp_path / "nowhere")]) == 2
@@ -66,9 +66,9 @@ def _identity_config(tmp_path: Path, src: Path, identity: str) -> Path:
 
 
 def test_sources_declare_identities_by_folder_or_manifest(engine, shared_videos: Path, tmp_path: Path) -> None:
-    from jobs.config import load_config
-    from jobs.lake import Lake
-    from jobs.runner import Context
+    from facevid.jobs.config import load_config
+    from facevid.jobs.lake import Lake
+    from facevid.jobs.runner import Context
 
     src = tmp_path / "videos"
     (src / "id00017").mkdir(parents=True)
@@ -85,9 +85,9 @@ def test_sources_declare_identities_by_folder_or_manifest(engine, shared_videos:
 
 
 def _ingest_identities(engine, tmp_path: Path, src: Path, identity: str, lake: str) -> dict[str, dict]:
-    from jobs.config import load_config
-    from jobs.lake import Lake
-    from jobs.runner import Context
+    from facevid.jobs.config import load_config
+    from facevid.jobs.lake import Lake
+    from facevid.jobs.runner import Context
 
     cfg = load_config(_identity_config(tmp_path, src, identity), lake=str(tmp_path / lake))
     ctx = Context(cfg=cfg, engine=engine, lake=Lake(engine.spark, cfg.lake))
@@ -140,7 +140,7 @@ def test_manifest_matches_relative_paths_only_and_rejects_escapes(engine, shared
 
 
 def test_missing_identity_manifest_is_a_config_error(tmp_path: Path) -> None:
-    from jobs.config import load_config
+    from facevid.jobs.config import load_config
 
     with pytest.raises(ConfigError, match="identity: manifest .*nope.csv not found"):
         load_config(_identity_config(tmp_path, tmp_path, "nope.csv"))

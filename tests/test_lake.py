@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import ConfigError
-from jobs.lake import Lake, view_name
+from facevid.jobs.config import ConfigError
+from facevid.jobs.lake import Lake, view_name
 
 pytestmark = [pytest.mark.spark]
 

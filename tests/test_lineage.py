@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import copy_lake, rows
 
-from jobs.runner import pending_frame, run_pipeline, stale_frame
-from jobs.stages import registry
+from facevid.jobs.runner import pending_frame, run_pipeline, stale_frame
+from facevid.jobs.stages import registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -78,7 +78,7 @@ def test_a_params_change_reprocesses_and_a_version_bump_may_add_columns(full_run
     assert reports["embed"].pending == n and reports["embed"].chunks == 1 and reports["embed"].commits == 1
     assert ctx.current("silver.embeddings").count() == n
     # a new column on an existing table (schema evolution on MERGE)
-    from jobs.stages.identity import EmbedFaces
+    from facevid.jobs.stages.silver.identity import EmbedFaces
 
     class EmbedMore(EmbedFaces):
         name = "test.embed_more"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import make_context, rows, write_config
 
-from jobs.engine import start_engine
-from jobs.runner import run_pipeline
+from facevid.jobs.engine import start_engine
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 

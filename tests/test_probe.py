@@ -9,8 +9,8 @@ import cv2
 import pytest
 from synth_video import make_garbled_video, make_test_video
 
-from udfs.base import StageError
-from udfs.probe import PROBE_COLUMNS, probe_video
+from facevid.udfs.base import StageError
+from facevid.udfs.media.probe import PROBE_COLUMNS, probe_video
 
 NO_AUDIO = {"carphone_pristine.mp4", "carphone_distorted.mp4", "neg_cat.mp4", "neg_paragliding.mp4"}
 

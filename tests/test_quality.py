@@ -15,13 +15,13 @@ import pytest
 import yaml
 from conftest import make_context, rows, write_config
 
-import udfs.scorers as scorers
-from udfs import quality_measures as qm
-from udfs.base import StageError
-from udfs.faces import FacesParams, faces_row
-from udfs.quality import QualityParams, expected_samples, ocr_picks, score_clip
-from udfs.quality_pose import FACE_5, head_pose, pose_summary
-from udfs.scorers import SCORES
+import facevid.udfs.models.scorers as scorers
+from facevid.udfs.base import StageError
+from facevid.udfs.curation import quality_measures as qm
+from facevid.udfs.curation.quality import QualityParams, expected_samples, ocr_picks, score_clip
+from facevid.udfs.curation.quality_pose import FACE_5, head_pose, pose_summary
+from facevid.udfs.face.faces import FacesParams, faces_row
+from facevid.udfs.models.scorers import SCORES
 
 # ---- helpers ------------------------------------------------------------------------------------
 
@@ -306,8 +306,8 @@ def quality_config(tmp: Path, lake: Path, params: dict | None = None) -> Path:
 
 
 def test_config_errors(tmp_path: Path) -> None:
-    import jobs.stages.quality  # noqa: F401  (registration)
-    from jobs.config import ConfigError, load_config
+    import facevid.jobs.stages.silver.quality  # noqa: F401  (registration)
+    from facevid.jobs.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="unknown parameter.*colour_path"):
         load_config(quality_config(tmp_path, tmp_path / "lake", {"colour_path": "x.onnx"}))
@@ -320,8 +320,8 @@ def test_config_errors(tmp_path: Path) -> None:
 
 @pytest.mark.spark
 def test_engine_run_writes_one_row_per_clip(engine, shared_videos: Path, tmp_path: Path) -> None:
-    import jobs.stages.quality  # noqa: F401  (registration)
-    from jobs.runner import run_pipeline
+    import facevid.jobs.stages.silver.quality  # noqa: F401  (registration)
+    from facevid.jobs.runner import run_pipeline
 
     src = tmp_path / "videos"
     src.mkdir()

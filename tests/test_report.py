@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import make_context, rows, write_config
 
-from jobs.report import funnel, load_tables, rule_lines, split_summary
-from jobs.report_html import build_report
-from jobs.runner import run_pipeline
+from facevid.jobs.report import funnel, load_tables, rule_lines, split_summary
+from facevid.jobs.report_html import build_report
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
@@ -37,7 +37,7 @@ def test_card_on_the_full_lake(full_run, tmp_path: Path) -> None:
 
 
 def test_card_on_a_lake_with_only_bronze(engine, shared_videos: Path, tmp_path: Path, capsys) -> None:
-    from jobs.cli import main
+    from facevid.jobs.cli import main
 
     cfg = write_config(tmp_path, tmp_path / "lake")
     ctx = make_context(engine, cfg, [str(shared_videos / "lp_d18.mp4")])
@@ -52,9 +52,9 @@ def test_card_on_a_lake_with_only_bronze(engine, shared_videos: Path, tmp_path: 
 
 
 def test_an_s3_card_is_built_locally_then_uploaded(tmp_path: Path, monkeypatch) -> None:
-    import jobs.report_html
-    import udfs.storage
-    from jobs.cli import write_report
+    import facevid.jobs.report_html
+    import facevid.udfs.media.storage
+    from facevid.jobs.cli import write_report
 
     def fake_build(ctx, out, n):
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -63,8 +63,8 @@ def test_an_s3_card_is_built_locally_then_uploaded(tmp_path: Path, monkeypatch) 
         return Path(out) / "index.html"
 
     uploaded = {}
-    monkeypatch.setattr(jobs.report_html, "build_report", fake_build)
-    monkeypatch.setattr(udfs.storage, "put_file", lambda local, uri: uploaded.setdefault(uri, Path(local).read_bytes()))
+    monkeypatch.setattr(facevid.jobs.report_html, "build_report", fake_build)
+    monkeypatch.setattr(facevid.udfs.media.storage, "put_file", lambda local, uri: uploaded.setdefault(uri, Path(local).read_bytes()))
     assert write_report(None, "s3://b/files/_report/", 2) == "s3://b/files/_report/index.html"
     assert uploaded == {"s3://b/files/_report/funnel.png": b"png", "s3://b/files/_report/index.html": b"<html>"}
     assert write_report(None, str(tmp_path / "card"), 2) == str(tmp_path / "card" / "index.html")

@@ -21,7 +21,7 @@ TABLES = {"bronze/files": "uri", "bronze/videos": "video_id", "silver/clips": "c
 
 
 def facevid(config: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", "--config", str(config), *args],
+    return subprocess.Popen([sys.executable, "-m", "facevid.jobs.cli", "run", "--config", str(config), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

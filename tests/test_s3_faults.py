@@ -3,10 +3,10 @@ completes them (issue 7). A private SeaweedFS per test (``seaweedfs`` fixture: s
 started again on the same ports and data folder), the source in one of its buckets, the lake on
 local disk, every stage through the real engine.
 
-``udfs.storage.local_path`` keeps each thread's last download: before an outage the tests drop
+``facevid.udfs.media.storage.local_path`` keeps each thread's last download: before an outage the tests drop
 those files (``_cleanup_downloads``), so a cached copy from an earlier run cannot hide it.
 
-Retries: ``udfs.storage.s3_client`` sets its own (5 attempts, standard mode; ``AWS_MAX_ATTEMPTS``
+Retries: ``facevid.udfs.media.storage.s3_client`` sets its own (5 attempts, standard mode; ``AWS_MAX_ATTEMPTS``
 does not override a client's explicit config), and a stopped server refuses connections at once,
 so a whole outage run takes seconds (measured ~3 s; asserted under 60 s)."""
 
@@ -20,10 +20,10 @@ import pytest
 from conftest import make_context, rows, write_config
 from pyspark.sql import functions as F
 
-from jobs.quarantine import quarantine_frame
-from jobs.runner import run_pipeline
-from udfs import storage
-from udfs.errors import category_of
+from facevid.jobs.quarantine import quarantine_frame
+from facevid.jobs.runner import run_pipeline
+from facevid.udfs.errors import category_of
+from facevid.udfs.media import storage
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_context, rows, write_config
 
-from jobs.runner import run_pipeline
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark]
 
@@ -48,9 +48,9 @@ def test_s3_source_to_s3_lake(engine, s3_server, shared_videos: Path, tmp_path: 
 def test_s3_sources_declare_identities_like_local_ones(engine, s3_server, tmp_path: Path) -> None:
     import yaml
 
-    from jobs.config import load_config
-    from jobs.lake import Lake
-    from jobs.runner import Context
+    from facevid.jobs.config import load_config
+    from facevid.jobs.lake import Lake
+    from facevid.jobs.runner import Context
 
     bucket = s3_server.bucket("facevid-ids")
     client = s3_server.client()

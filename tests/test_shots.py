@@ -1,4 +1,4 @@
-"""udfs.shots: cut detection on synthetic and real videos, clip splitting and rejects."""
+"""facevid.udfs.media.shots: cut detection on synthetic and real videos, clip splitting and rejects."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from synth_video import FPS, make_test_video
 
-from udfs.shots import CLIP_COLUMNS, SplitParams, detect_shots, make_clips, split_row
+from facevid.udfs.media.shots import CLIP_COLUMNS, SplitParams, detect_shots, make_clips, split_row
 
 FRAME = 1.0 / FPS
 

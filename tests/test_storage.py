@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from udfs.storage import list_videos, local_path, put_file, sha256_uri, to_local
+from facevid.udfs.media.storage import list_videos, local_path, put_file, sha256_uri, to_local
 
 
 def test_local_listing_is_recursive_sorted_and_skips_hidden(tmp_path: Path) -> None:
@@ -90,8 +90,8 @@ ODD_NAMES = [b"50% off.mp4", b"a%41b%2F.mp4", b"two  spaces .mp4", "caf\u00e9 \u
 
 
 def test_odd_names_round_trip_through_every_reader(shared_videos: Path, tmp_path: Path) -> None:
-    from udfs.probe import probe_video
-    from udfs.storage import path_uri
+    from facevid.udfs.media.probe import probe_video
+    from facevid.udfs.media.storage import path_uri
 
     video = shared_videos / "lp_d18.mp4"
     root = os.fsencode(tmp_path / "src")

@@ -1,12 +1,19 @@
-"""udfs.tracking with synthetic boxes: association, gaps, crossing, main track and smoothing."""
+"""facevid.udfs.face.tracking with synthetic boxes: association, gaps, crossing, main track and smoothing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from udfs.detectors import Detections, empty_detections
-from udfs.tracking import Track, iou_matrix, main_track, moving_average, smooth_track, track_faces
+from facevid.udfs.face.tracking import (
+    Track,
+    iou_matrix,
+    main_track,
+    moving_average,
+    smooth_track,
+    track_faces,
+)
+from facevid.udfs.models.detectors import Detections, empty_detections
 
 
 def dets(*boxes: list[float]) -> Detections:

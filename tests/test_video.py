@@ -1,4 +1,4 @@
-"""udfs.video: timestamps, seeking, sampling, downscaling, rotation, decode errors, and one span
+"""facevid.udfs.media.video: timestamps, seeking, sampling, downscaling, rotation, decode errors, and one span
 rule seen alike by every consumer (iter_frames, identity.frames_at, crops_encode.encode_crop)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from synth_video import FPS, SIZE, make_test_video, make_timed_video
 
-from udfs.base import StageError
-from udfs.crops_encode import encode_crop
-from udfs.identity import frames_at
-from udfs.video import VideoSpan, fit_max_side, in_span, iter_frames
+from facevid.udfs.base import StageError
+from facevid.udfs.face.embed import frames_at
+from facevid.udfs.media.encode import encode_crop
+from facevid.udfs.media.video import VideoSpan, fit_max_side, in_span, iter_frames
 
 
 @pytest.fixture(scope="module")

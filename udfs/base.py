@@ -2,8 +2,8 @@
 
 A UDF module exposes a pure function over one input row (a dict) that returns one output dict
 (or a list of them for one-to-many stages) and declares its output columns as Spark SQL types.
-The job layer's adapter (``jobs.adapter``) runs it in ``mapInPandas``; an exception raised for
-a row becomes that row's ``error`` (``udfs.errors``), never a failed task.
+The job layer's adapter (``facevid.jobs.adapter``) runs it in ``mapInPandas``; an exception raised for
+a row becomes that row's ``error`` (``facevid.udfs.errors``), never a failed task.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from udfs.errors import StageError, error_text
+from facevid.udfs.errors import StageError, error_text
 
 __all__ = ["RowFn", "StageError", "cached_model", "error_text", "validate"]
 

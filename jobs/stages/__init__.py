@@ -1,6 +1,9 @@
-"""Stage ops, registered by name for ``pipeline.yml`` (``udf: faces.detect``)."""
+"""Stage ops by layer, registered by name for ``pipeline.yml`` (``udf: faces.detect``):
+bronze (ingest, probe) -> silver (split, faces, quality, crops, identity) -> gold (select)."""
 
-from jobs.stages import crops, faces, gold, identity, ingest, probe, quality, split  # noqa: F401  (registration side effects)
-from jobs.stages.base import Op, registry
+from facevid.jobs.stages.base import Op, registry
+from facevid.jobs.stages.bronze import ingest, probe  # noqa: F401  (registration side effects)
+from facevid.jobs.stages.gold import select  # noqa: F401
+from facevid.jobs.stages.silver import crops, faces, identity, quality, split  # noqa: F401
 
 __all__ = ["Op", "registry"]

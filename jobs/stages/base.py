@@ -1,6 +1,6 @@
 """What a stage op declares: its tables, keys, columns, typed params and a pure row function.
 
-Input frames carry ``_input_fp``, each row's input fingerprint (``jobs.lineage``): the driving
+Input frames carry ``_input_fp``, each row's input fingerprint (``facevid.jobs.lineage``): the driving
 table's ``fingerprint`` column, or the joined tables' fingerprints for a multi-input stage.
 """
 
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pandas as pd
 from pyspark.sql import functions as F
 
-from jobs.lineage import BOOKKEEPING, INPUT_FP
-from udfs.base import RowFn
+from facevid.jobs.lineage import BOOKKEEPING, INPUT_FP
+from facevid.udfs.base import RowFn
 
 if TYPE_CHECKING:
-    from jobs.config import StageSpec
-    from jobs.runner import Context
+    from facevid.jobs.config import StageSpec
+    from facevid.jobs.runner import Context
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Op:
 
     def check_input(self, spec: StageSpec, frame: Any) -> None:
         """Declared inputs are checked against the input frame before any work."""
-        from jobs.config import ConfigError
+        from facevid.jobs.config import ConfigError
 
         missing = [c for c in (self.input_key, *self.passthrough, *self.requires, INPUT_FP)
                    if c not in frame.columns and c != self.key]
@@ -110,7 +110,7 @@ class ClipTrackOp(Op):
         return clip_track_frame(ctx, spec)
 
     def row_fn(self, spec: StageSpec) -> RowFn:
-        from udfs.storage import local_path
+        from facevid.udfs.media.storage import local_path
 
         params, fn = spec.params, self.clip_fn
 
@@ -144,7 +144,7 @@ class TableOp(Op):
         return 0
 
     def quarantine_rows(self, spec: StageSpec, table: pd.DataFrame) -> pd.DataFrame | None:
-        """Rows for ``rejections`` (``jobs.quarantine.REJECTION_TYPES`` minus stage/version/at)."""
+        """Rows for ``rejections`` (``facevid.jobs.quarantine.REJECTION_TYPES`` minus stage/version/at)."""
         return None
 
 
@@ -160,7 +160,7 @@ class BatchOp(Op):
     """A model stage: ``prepare`` (CPU work: decode, crop, resize) runs row by row in a prefetch
     thread while ``infer`` runs the model on up to ``resources.batch`` prepared rows at a time and
     returns exactly one result per row (checked). The model is built once per executor process by
-    ``load`` (``udfs.runtime.shared_model``, keyed by ``model_key``: weights and device) on the device
+    ``load`` (``facevid.udfs.models.runtime.shared_model``, keyed by ``model_key``: weights and device) on the device
     picked from ``resources.gpu`` and what is visible. A batch that raises is retried row by row, so
     an error lands on the row that caused it."""
 
@@ -177,6 +177,6 @@ class BatchOp(Op):
         raise NotImplementedError
 
     def row_fn(self, spec: StageSpec) -> RowFn:
-        from jobs.batching import batch_runner
+        from facevid.jobs.batching import batch_runner
 
         return batch_runner(self, spec)

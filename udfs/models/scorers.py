@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from udfs.base import cached_model
+from facevid.udfs.base import cached_model
 
 SCORES = ("aesthetic", "iqa", "fiqa", "age")
 ON_FACE = frozenset({"fiqa", "age"})
@@ -34,7 +34,7 @@ def model_paths(params: Any) -> dict[str, str]:
 
 
 def path_checks(params: Any) -> list[tuple[bool, str]]:
-    """``udfs.base.validate`` checks: every configured model is an existing file."""
+    """``facevid.udfs.base.validate`` checks: every configured model is an existing file."""
     return [(Path(p).is_file(), f"{n}_path {p} does not exist (a local .onnx file)")
             for n, p in model_paths(params).items()]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.config import StageSpec
-from jobs.stages.base import Op, register
-from udfs.base import RowFn
-from udfs.shots import CLIP_COLUMNS, SplitParams, split_row
-from udfs.storage import local_path
+from facevid.jobs.config import StageSpec
+from facevid.jobs.stages.base import Op, register
+from facevid.udfs.base import RowFn
+from facevid.udfs.media.shots import CLIP_COLUMNS, SplitParams, split_row
+from facevid.udfs.media.storage import local_path
 
 
 def clip_id(video_id: str, start_s: float, end_s: float) -> str:

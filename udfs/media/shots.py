@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from udfs.base import StageError, validate
-from udfs.tracking import window_sums
-from udfs.video import iter_frames
+from facevid.udfs.base import StageError, validate
+from facevid.udfs.face.tracking import window_sums
+from facevid.udfs.media.video import iter_frames
 
 CLIP_COLUMNS: dict[str, str] = {
     "start_s": "double",

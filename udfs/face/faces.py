@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from udfs.base import StageError, validate
-from udfs.detectors import DETECTORS, Detections, get_detector
-from udfs.tracking import main_track, smooth_track, track_faces
-from udfs.video import fit_max_side, iter_frames
+from facevid.udfs.base import StageError, validate
+from facevid.udfs.face.tracking import main_track, smooth_track, track_faces
+from facevid.udfs.media.video import fit_max_side, iter_frames
+from facevid.udfs.models.detectors import DETECTORS, Detections, get_detector
 
 FACES_COLUMNS: dict[str, str] = {
     "detector": "string",

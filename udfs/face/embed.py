@@ -22,9 +22,9 @@ import av
 import cv2
 import numpy as np
 
-from udfs.base import StageError, cached_model, validate
-from udfs.storage import is_s3, to_local
-from udfs.video import VideoSpan, to_array
+from facevid.udfs.base import StageError, cached_model, validate
+from facevid.udfs.media.storage import is_s3, to_local
+from facevid.udfs.media.video import VideoSpan, to_array
 
 EMBED_COLUMNS: dict[str, str] = {
     "embedding": "array<float>",
@@ -112,7 +112,7 @@ def dhash(gray: np.ndarray) -> int:
 
 def frames_at(path: str, times: list[float], start_s: float, end_s: float | None,
               boxes: Container[float]) -> Iterator[tuple[float, float, np.ndarray | None, np.ndarray | None]]:
-    """One decoding pass over the clip's span (``udfs.video``'s span rule) yielding
+    """One decoding pass over the clip's span (``facevid.udfs.media.video``'s span rule) yielding
     ``(wanted, t, rgb, gray)`` for the first frame ``t`` at/after each of ``times`` (sample
     times). ``rgb`` (upright) is made for the times in ``boxes``, ``gray`` (small, for hashing)
     for the others too. Stops after the last time."""

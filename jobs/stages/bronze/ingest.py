@@ -1,6 +1,6 @@
 """``ingest.files`` -> ``bronze.files``: every video file seen in the sources, content-hashed.
 
-Listing entries that must not be read (``udfs.storage.list_videos``: ``link_outside_root``,
+Listing entries that must not be read (``facevid.udfs.media.storage.list_videos``: ``link_outside_root``,
 ``missing``, ``unreadable``) and rejected identity-manifest lines (``manifest_path``) become
 ``bronze.files`` error rows: the row function raises ``StageError`` for them before any I/O."""
 
@@ -12,11 +12,11 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from jobs.config import ConfigError, Source, StageSpec
-from jobs.lineage import INPUT_FP, frame_fingerprints
-from jobs.stages.base import Op, register
-from udfs.base import RowFn, StageError
-from udfs.storage import list_videos, local_path, sha256_uri
+from facevid.jobs.config import ConfigError, Source, StageSpec
+from facevid.jobs.lineage import INPUT_FP, frame_fingerprints
+from facevid.jobs.stages.base import Op, register
+from facevid.udfs.base import RowFn, StageError
+from facevid.udfs.media.storage import list_videos, local_path, sha256_uri
 
 LISTING_SCHEMA = ("uri string, source string, license string, identity string, bytes long, mtime double, "
                   f"listing_error string, {INPUT_FP} string")

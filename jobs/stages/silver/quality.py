@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jobs.stages.base import ClipTrackOp, register
-from udfs.quality import QUALITY_COLUMNS, QualityParams, score_clip
+from facevid.jobs.stages.base import ClipTrackOp, register
+from facevid.udfs.curation.quality import QUALITY_COLUMNS, QualityParams, score_clip
 
 
 @register

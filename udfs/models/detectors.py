@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from udfs.base import cached_model
+from facevid.udfs.base import cached_model
 
 Detections = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 

@@ -6,8 +6,8 @@ so pans up to ~200 px/s read true; samples 0.5 s apart read a fast pan as slow),
 at ``sample_fps`` (the faces stage's sample times) are the samples for sharpness, exposure, black
 borders and head pose; OCR on ``ocr_frames`` seeded-random samples, learned scores on
 ``scorer_frames`` evenly spread samples. Face boxes and landmarks come from ``silver.faces``
-(source pixels). Measures: ``udfs.quality_measures``, pose: ``udfs.quality_pose``, OCR:
-``udfs.ocr``, learned scores: ``udfs.scorers``.
+(source pixels). Measures: ``facevid.udfs.curation.quality_measures``, pose: ``facevid.udfs.curation.quality_pose``, OCR:
+``facevid.udfs.models.ocr``, learned scores: ``facevid.udfs.models.scorers``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from udfs import quality_measures as qm
-from udfs.base import StageError, cached_model, validate
-from udfs.ocr import count_text
-from udfs.quality_pose import head_pose, pose_summary
-from udfs.scorers import SCORES, LearnedScores, path_checks, warn_disabled
-from udfs.video import fit_max_side, iter_frames
+from facevid.udfs.base import StageError, cached_model, validate
+from facevid.udfs.curation import quality_measures as qm
+from facevid.udfs.curation.quality_pose import head_pose, pose_summary
+from facevid.udfs.media.video import fit_max_side, iter_frames
+from facevid.udfs.models.ocr import count_text
+from facevid.udfs.models.scorers import SCORES, LearnedScores, path_checks, warn_disabled
 
 QUALITY_COLUMNS: dict[str, str] = {
     "n_samples": "int",  # frames analysed at sample_fps

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import StageSpec
-from jobs.stages.base import ClipTrackOp, register
-from udfs.base import RowFn
-from udfs.crops import CROPS_COLUMNS, CropParams, crops_row
+from facevid.jobs.config import StageSpec
+from facevid.jobs.stages.base import ClipTrackOp, register
+from facevid.udfs.base import RowFn
+from facevid.udfs.face.crops import CROPS_COLUMNS, CropParams, crops_row
 
 if TYPE_CHECKING:
-    from jobs.runner import Context
+    from facevid.jobs.runner import Context
 
 
 @register
 class WriteCrops(ClipTrackOp):
     """One square per clip around the smoothed main face track, resized to ``size`` and written to
-    ``<files root>/<dir>/<clip_id>/<digest>.mp4`` (immutable, see ``udfs.crops``) with the clip's audio
+    ``<files root>/<dir>/<clip_id>/<digest>.mp4`` (immutable, see ``facevid.udfs.face.crops``) with the clip's audio
     (an absolute or URI ``dir`` is used as is; the files root is the lake root of a path lake,
     ``files:`` of a ``uc:`` lake). Squares under ``min_crop_px`` source
     pixels and clips without a face track are error rows (no file)."""

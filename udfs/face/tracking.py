@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from udfs.detectors import Detections
+from facevid.udfs.models.detectors import Detections
 
 
 @dataclass

@@ -4,7 +4,7 @@ Identity rule (stable: gold's split must never move a clip when new data arrives
 
 1. a clip already in the previous output keeps its ``identity_id`` (and origin);
 2. a new clip whose source declares an identity gets ``src_<source>_<declared>`` (``declared``);
-3. (a new near-duplicate of an earlier clip takes its identity: ``udfs.identity_table``)
+3. (a new near-duplicate of an earlier clip takes its identity: ``facevid.udfs.curation.identities``)
 4. every other new clip, in ``clip_id`` order and ``batch`` at a time, joins the nearest identity
    centroid (mean embedding of its current clips, declared ones included) when it is within
    ``threshold`` (euclidean), else the leftovers are clustered among themselves (agglomerative,
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from udfs.base import validate
+from facevid.udfs.base import validate
 
 IDENTITY_COLUMNS: dict[str, str] = {
     "clip_id": "string",

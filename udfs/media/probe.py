@@ -32,7 +32,7 @@ from typing import Any
 import av
 import numpy as np
 
-from udfs.base import StageError
+from facevid.udfs.base import StageError
 
 VFR_CV = 0.05
 

@@ -1,7 +1,7 @@
 """``silver.identities`` as one pure pandas function over the embeddings, files and previous output.
 
 Order of decisions for each clip (earlier decisions are never revisited, see the stability rule
-in ``udfs.identity_cluster``): a clip in the previous output keeps its row; a new clip whose
+in ``facevid.udfs.curation.clustering``): a clip in the previous output keeps its row; a new clip whose
 source declares an identity takes it (``declared``); a new clip that is a near-duplicate of an
 earlier clip (the same footage re-uploaded) takes that clip's identity (``duplicate``: the same
 footage is the same person even where the embedding is unreliable, e.g. tiny or degraded faces);
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from udfs.identity_cluster import (
+from facevid.udfs.curation.clustering import (
     IDENTITY_COLUMNS,
     ClusterParams,
     assign_identities,

@@ -19,8 +19,8 @@ import av
 import cv2
 import numpy as np
 
-from udfs.base import StageError
-from udfs.video import VideoSpan, upright
+from facevid.udfs.base import StageError
+from facevid.udfs.media.video import VideoSpan, upright
 
 _FAST_FORMATS = ("yuv420p", "yuvj420p")  # planes used as they are
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
@@ -189,7 +189,7 @@ class _Writer:
 def encode_crop(path: str, start_s: float, end_s: float | None, box: tuple[int, int, int], size: int,
                 out_path: str, crf: int = 18, preset: str = "veryfast", audio_kbps: int = 128) -> dict[str, Any]:
     """Crop upright square ``box`` (x, y, side in upright source pixels) out of every frame of the
-    span ``[start_s, end_s)`` (``udfs.video``'s clock and span rule) into an mp4 at ``out_path``.
+    span ``[start_s, end_s)`` (``facevid.udfs.media.video``'s clock and span rule) into an mp4 at ``out_path``.
 
     Returns ``box`` (the square cut, corner on even coded pixels), ``t_first``/``t_last`` (pts
     times of the first and last written frame), ``n_frames``, ``fps``, ``has_audio``.

@@ -6,13 +6,13 @@ The square is centred on the median centre of the smoothed main-track boxes, mov
 short side when larger. A square under ``min_crop_px`` source pixels is an error row, never an
 upscaled file.
 
-Files are immutable (``udfs.artifacts``): ``<root>/<clip_id>/<digest>.mp4`` where the digest
+Files are immutable (``facevid.udfs.media.artifacts``): ``<root>/<clip_id>/<digest>.mp4`` where the digest
 hashes everything that determines the bytes (video_id, the clip span, the track boxes and the
 square, the crop and encoder params, ``CODE_VERSION`` and the PyAV/FFmpeg version). A run encodes
 into a temporary file and publishes it in one step, then writes ``<digest>.json`` (the row's
 values); a re-run with the same inputs finds the marker and skips the encode. A failing attempt
 removes only its temporary file: it never deletes or overwrites a published file. Unreferenced
-files are removed by ``udfs.artifacts.sweep`` only.
+files are removed by ``facevid.udfs.media.artifacts.sweep`` only.
 """
 
 from __future__ import annotations
@@ -27,10 +27,17 @@ from typing import Any
 import av
 import numpy as np
 
-from udfs.artifacts import content_digest, publish, published_size, read_marker, temp_for, write_marker
-from udfs.base import StageError, validate
-from udfs.crops_encode import encode_crop
-from udfs.storage import local_path
+from facevid.udfs.base import StageError, validate
+from facevid.udfs.media.artifacts import (
+    content_digest,
+    publish,
+    published_size,
+    read_marker,
+    temp_for,
+    write_marker,
+)
+from facevid.udfs.media.encode import encode_crop
+from facevid.udfs.media.storage import local_path
 
 CROPS_COLUMNS: dict[str, str] = {
     "crop_uri": "string",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from jobs.config import StageSpec
-from jobs.stages.base import Op, register
-from udfs.base import RowFn
-from udfs.detectors import cuda_devices
-from udfs.faces import FACES_COLUMNS, FacesParams, faces_row
-from udfs.storage import local_path
+from facevid.jobs.config import StageSpec
+from facevid.jobs.stages.base import Op, register
+from facevid.udfs.base import RowFn
+from facevid.udfs.face.faces import FACES_COLUMNS, FacesParams, faces_row
+from facevid.udfs.media.storage import local_path
+from facevid.udfs.models.detectors import cuda_devices
 
 
 @register

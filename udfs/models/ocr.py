@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.base import cached_model
+from facevid.udfs.base import cached_model
 
 
 def _engine(max_side: int) -> Any:

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from udfs.storage import is_s3, put_file, s3_client, split_s3, to_local
+from facevid.udfs.media.storage import is_s3, put_file, s3_client, split_s3, to_local
 
 
 def content_digest(fields: dict[str, Any], length: int = 20) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.config import StageSpec
-from jobs.stages.base import Op, register
-from udfs.base import RowFn
-from udfs.probe import PROBE_COLUMNS, probe_video
-from udfs.storage import local_path
+from facevid.jobs.config import StageSpec
+from facevid.jobs.stages.base import Op, register
+from facevid.udfs.base import RowFn
+from facevid.udfs.media.probe import PROBE_COLUMNS, probe_video
+from facevid.udfs.media.storage import local_path
 
 
 @register

@@ -30,8 +30,8 @@ import av
 import cv2
 import numpy as np
 
-from udfs.base import StageError
-from udfs.errors import check_deadline
+from facevid.udfs.base import StageError
+from facevid.udfs.errors import check_deadline
 
 # Display rotation (counter-clockwise degrees, as PyAV's ``VideoFrame.rotation``) -> cv2 rotate code.
 _ROTATE = {

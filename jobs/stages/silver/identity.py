@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from jobs.config import ConfigError, StageSpec
-from jobs.stages.base import ClipTrackOp, TableOp, register
-from udfs.base import RowFn
-from udfs.identity import EMBED_COLUMNS, EmbedParams, embed_clip
-from udfs.identity_cluster import IDENTITY_COLUMNS, ClusterParams
-from udfs.identity_table import build_identities
+from facevid.jobs.config import ConfigError, StageSpec
+from facevid.jobs.stages.base import ClipTrackOp, TableOp, register
+from facevid.udfs.base import RowFn
+from facevid.udfs.curation.clustering import IDENTITY_COLUMNS, ClusterParams
+from facevid.udfs.curation.identities import build_identities
+from facevid.udfs.face.embed import EMBED_COLUMNS, EmbedParams, embed_clip
 
 if TYPE_CHECKING:
-    from jobs.runner import Context
+    from facevid.jobs.runner import Context
 
 
 @register
@@ -48,7 +48,12 @@ class EmbedFaces(ClipTrackOp):
 class ClusterIdentities(TableOp):
     """One identity per clip: kept from the previous output, declared by the source, or the nearest
     centroid / a new agglomerative cluster of the embeddings; plus ``duplicate_of`` for footage
-    re-uploaded as another video (see ``udfs.identity_cluster``)."""
+    re-uploaded as another video (see ``facevid.udfs.curation.clustering``).
+
+    On the driver: the clips' 128-d mean descriptors and 5 frame hashes (about 1.1 KB a clip, so
+    ~300 MB at the paper's 270k clips) and the previous identities, because agglomerative
+    clustering and the duplicate search compare clips with each other; the face tracks and every
+    other column stay in the lake."""
 
     name = "identity.cluster"
     default_input = ["silver.embeddings", "bronze.files"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from udfs.base import validate
+from facevid.udfs.base import validate
 
 
 @dataclass(frozen=True)
