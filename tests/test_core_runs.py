@@ -154,6 +154,7 @@ def test_scale_driver_memory_commits_and_keys(tmp_path: Path, remote_engine: str
         exactly_once(tmp / "lake", "test.summary", "clip_id", n)
         peaks[n] = runs["driver_peak_mb"].max()
     growth_mb = (20000 - 2000) * per_row / 2**20
+    print(f"driver peak RSS MiB: {peaks}, data growth {growth_mb:.0f} MiB")
     assert peaks[20000] - peaks[2000] < 0.25 * growth_mb, (peaks, growth_mb)
 
 
