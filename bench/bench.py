@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.loops import bare_decode, read_table, run_loops  # noqa: E402
-from bench.runs import config, resources, run_embedded, run_remote  # noqa: E402
+from bench.runs import config, resources, run_cli, run_embedded  # noqa: E402
 
 MODEL_STAGES = ("faces", "quality", "crops", "embed")
 NOTES = {
@@ -54,8 +54,10 @@ NOTES = {
                            "into an existing output a non-empty check (1 query) + MERGE (1 sql + 1 query); for a "
                            "re-split stage (key != input key) into an existing output, 1 query more; prune count "
                            "(1 query, not ingest); rows and errors (2 queries); meta.runs append (1 write, +1 "
-                           "creating it). Fresh lake, 1 chunk: 5 queries + 4 writes (ingest 4 + 5); 4 MERGE "
-                           "chunks: 4 + 4 x 3 queries, 4 x 2 writes + 1, 4 sql; measured agrees (table 'q/w/sql').",
+                           "creating it); on an existing output, add_columns' empty mergeSchema append (1 write: it compares "
+                           "`backticked` DDL names with the table's columns, so it always writes; no Delta version "
+                           "results). Fresh lake, 1 chunk: 5 queries + 4 writes (ingest 4 + 5); n MERGE chunks: "
+                           "4 + 3n queries, 2n + 2 writes, n sql. The measured counts agree.",
     "commits": "measured: meta.runs.commits (the runner's publish commits on the output) and the Delta versions "
                "each table has on the fresh lake (delta-rs history: creates, appends, MERGEs, overwrites).",
     "driver_peak_mb": "measured: meta.runs.driver_peak_mb = ru_maxrss of the driver process. Embedded: the UDFs "
@@ -93,7 +95,8 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
         "pipeline_1p / row_loops_sum": ratio(runs["embedded_1p"]["wall_s"], all_sum),
         "pipeline_2p / row_loops_sum": ratio(runs["embedded_2p"]["wall_s"], all_sum),
         "pipeline_2p / pipeline_1p": ratio(runs["embedded_2p"]["wall_s"], runs["embedded_1p"]["wall_s"]),
-        "pipeline_remote_2p / pipeline_2p": ratio(runs["remote_2p"]["wall_s"], runs["embedded_2p"]["wall_s"]),
+        "facevid_run_local_2p / pipeline_2p": ratio(runs["cli_local_2p"]["wall_s"], runs["embedded_2p"]["wall_s"]),
+        "facevid_run_remote_2p / facevid_run_local_2p": ratio(runs["remote_2p"]["wall_s"], runs["cli_local_2p"]["wall_s"]),
         "faces_1p_2proc / faces_1p": ratio(faces["1p_2proc"], faces["1p"]),
         "faces_1p_2proc / faces_2p": ratio(faces["1p_2proc"], faces["2p"]),
         "faces_4_merge_chunks / faces_2p": ratio(faces["2p_4chunks_merge"], faces["2p"]),
@@ -103,7 +106,7 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
     out["seconds"] = {
         "bare_decode": decode, "model_loops_sum": model_sum, "row_loops_sum": all_sum,
         "pipeline_1p": runs["embedded_1p"]["wall_s"], "pipeline_2p": runs["embedded_2p"]["wall_s"],
-        "pipeline_remote_2p": runs["remote_2p"]["wall_s"],
+        "facevid_run_local_2p": runs["cli_local_2p"]["wall_s"], "facevid_run_remote_2p": runs["remote_2p"]["wall_s"],
         "remote_2p_stages_sum": sum(v["seconds"] for v in remote.values()),
         "noop_rerun_2p": runs["noop_rerun_2p"]["wall_s"],
         "overhead_1p_row_stages (1p - loop)": sum(one[s]["seconds"] - loops[s]["seconds"] for s in loops),
@@ -111,50 +114,78 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
         "outside_stages_1p": runs["embedded_1p"]["wall_s"] - sum(v["seconds"] for v in one.values()),
         **{f"faces_{k}": v for k, v in faces.items()},
     }
-    out["peak_rss_mb"] = {"embedded driver (UDFs inside)": max(v["driver_peak_mb"] for v in two.values()),
+    cpu_loops = sum(v["cpu_s"] for v in loops.values())
+    cpu_1p, cpu_2p = (sum(runs[k]["cpu_s"].values()) for k in ("embedded_1p", "embedded_2p"))
+    out["cpu_s"] = {"row_loops_sum": cpu_loops, "pipeline_1p": cpu_1p, "pipeline_2p": cpu_2p,
+                    "cli_local_2p": runs["cli_local_2p"]["cpu_s"],
+                    "remote_2p (driver + server)": runs["remote_2p"]["cpu_s"],
+                    "pipeline_1p / row_loops_sum": ratio(cpu_1p, cpu_loops)}
+    cli = runs["cli_local_2p"]["stages"]
+    out["peak_rss_mb"] = {"embedded driver (UDFs inside)": max(v["driver_peak_mb"] for v in cli.values()),
                           "remote driver": max(v["driver_peak_mb"] for v in remote.values()),
                           "remote Sail server (UDFs inside)": runs["remote_2p"]["server_peak_mb"]}
     return out
 
 
-def fmt(x: Any, spec: str = "6.2f") -> str:
-    return f"{'-':>{spec.split('.')[0]}}" if x is None else format(x, spec)
+def fmt(x: Any, width: int = 6, digits: int = 2) -> str:
+    if x is None:
+        return f"{'-':>{width}}"
+    return f"{x:>{width}.{digits}f}" if isinstance(x, float) else f"{x!s:>{width}}"
+
+
+def table(title: str, cols: list[str], rows: list[tuple[str, list[Any]]]) -> None:
+    widths = [max(6, len(c)) for c in cols]
+    head = f"{title:<10} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    print(head + "\n" + "-" * len(head))
+    for name, values in rows:
+        print(f"{name:<10} " + " ".join(fmt(v, w) for v, w in zip(values, widths, strict=True)))
 
 
 def report(r: dict[str, Any]) -> None:
-    runs, loops, ratios, i = r["runs"], r["loops"], r["ratios"], r["inputs"]
-    two, one, remote, noop = (runs[k]["stages"] for k in ("embedded_2p", "embedded_1p", "remote_2p", "noop_rerun_2p"))
-    req = runs["embedded_2p"]["requests"]
+    runs, loops, ratios, sec, i = r["runs"], r["loops"], r["ratios"], r["ratios"]["seconds"], r["inputs"]
+    st = {k: v["stages"] for k, v in runs.items()}
+    two, one = st["embedded_2p"], st["embedded_1p"]
+    cpu1, cpu2 = runs["embedded_1p"]["cpu_s"], runs["embedded_2p"]["cpu_s"]
     print(f"\n{i['videos']} videos, {i['video_seconds']} s of video, {i['frames']} frames, {i['clips']} clips; "
           f"{r['machine']['cores']} cores, load {r['machine']['load_start']} -> {r['machine']['load_end']}; "
           f"bare decode {r['decode_s']:.2f} s ({i['video_seconds'] / r['decode_s']:.0f}x realtime)\n")
-    head = (f"{'seconds':<10} {'loop':>6} {'1p':>6} {'2p':>6} {'remote':>6} {'1p/loop':>7} {'1p-loop':>7} "
-            f"{'2p/1p':>6} {'no-op':>6} {'chunks':>6} {'commits':>7} {'versions':>8} {'q/w/sql':>8}")
-    print(head + "\n" + "-" * len(head))
-    for s, row in two.items():
-        lp, q = loops.get(s, {}).get("seconds"), req.get(s, {})
-        over = None if lp is None else one[s]["seconds"] - lp
-        print(f"{s:<10} {fmt(lp)} {one[s]['seconds']:6.2f} {row['seconds']:6.2f} {remote[s]['seconds']:6.2f} "
-              f"{fmt(ratio(one[s]['seconds'], lp), '7.2f')} {fmt(over, '7.2f')} "
-              f"{fmt(ratio(row['seconds'], one[s]['seconds']))} {noop[s]['seconds']:6.2f} {row['chunks']:>6} "
-              f"{row['commits']:>7} {row['delta_versions']:>8} {q.get('query', 0):>4}/{q.get('write', 0)}/{q.get('sql', 0)}")
-    sec = ratios["seconds"]
-    print(f"{'total':<10} {sec['row_loops_sum']:6.2f} {sec['pipeline_1p']:6.2f} {sec['pipeline_2p']:6.2f} "
-          f"{sec['pipeline_remote_2p']:6.2f} {ratios['pipeline_1p / row_loops_sum']:7.2f} "
-          f"{sec['pipeline_1p'] - sec['row_loops_sum']:7.2f} {ratios['pipeline_2p / pipeline_1p']:6.2f} "
-          f"{sec['noop_rerun_2p']:6.2f}")
-    print("loop = the row function in a plain Python loop; 1p/2p = embedded engine, 1 or 2 partitions; remote = "
-          "Sail server in its own process, 2p (total: the facevid subprocess's wall); no-op = 2p re-run with "
-          "nothing pending; chunks/commits (meta.runs), versions (Delta), q/w/sql (requests) of the 2p run\n")
+    rows = []
+    for s in two:
+        lp = loops.get(s, {}).get("seconds")
+        rows.append((s, [lp, one[s]["seconds"], two[s]["seconds"], st["cli_local_2p"][s]["seconds"],
+                         st["remote_2p"][s]["seconds"], ratio(one[s]["seconds"], lp),
+                         None if lp is None else one[s]["seconds"] - lp, ratio(two[s]["seconds"], one[s]["seconds"]),
+                         st["noop_rerun_2p"][s]["seconds"]]))
+    rows.append(("total", [sec["row_loops_sum"], sec["pipeline_1p"], sec["pipeline_2p"], sec["facevid_run_local_2p"],
+                           sec["facevid_run_remote_2p"], ratios["pipeline_1p / row_loops_sum"],
+                           sec["pipeline_1p"] - sec["row_loops_sum"], ratios["pipeline_2p / pipeline_1p"],
+                           sec["noop_rerun_2p"]]))
+    table("wall s", ["loop", "1p", "2p", "run", "remote", "1p/loop", "1p-loop", "2p/1p", "no-op"], rows)
+    print("loop: the row function in a plain Python loop (total: the per-row stages); 1p, 2p: run_pipeline in this "
+          "process, embedded Sail, 1 or 2 partitions; run: `facevid run` as a fresh process (embedded, 2p); remote: "
+          "`facevid run` against a Sail server process (2p); totals of run/remote: the subprocess's wall; no-op: "
+          "the 2p lake run again, nothing pending\n")
+    rows = []
+    for s in two:
+        q, lp = runs["embedded_2p"]["requests"].get(s, {}), loops.get(s, {}).get("cpu_s")
+        rows.append((s, [lp, cpu1.get(s), cpu2.get(s), ratio(cpu1.get(s), lp), two[s]["chunks"], two[s]["commits"],
+                         two[s]["delta_versions"], f"{q.get('query', 0)}/{q.get('write', 0)}/{q.get('sql', 0)}"]))
+    c = ratios["cpu_s"]
+    rows.append(("total", [c["row_loops_sum"], c["pipeline_1p"], c["pipeline_2p"], c["pipeline_1p / row_loops_sum"],
+                           sum(v["chunks"] for v in two.values()), sum(v["commits"] for v in two.values()),
+                           sum(v["delta_versions"] for v in two.values()), None]))
+    table("CPU s", ["loop", "1p", "2p", "1p/loop", "chunks", "commits", "versions", "q/w/sql"], rows)
+    print(f"CPU: this process's, every thread (facevid run: {c['cli_local_2p']:.2f}; remote, driver + server: "
+          f"{c['remote_2p (driver + server)']:.2f}); chunks, commits (meta.runs), Delta versions and requests "
+          "(query/write/sql) of the 2p run\n")
     for key in ("model_loops_sum / bare_decode", "row_loops_sum / bare_decode", "pipeline_1p / bare_decode",
-                "pipeline_2p / bare_decode", "pipeline_remote_2p / pipeline_2p"):
-        print(f"  {key:<36} {ratios[key]:6.2f}")
-    f = {k[6:]: v for k, v in sec.items() if k.startswith("faces_")}
-    m = runs["faces_2p_merge"]["stages"]["faces"]
-    mq = runs["faces_2p_merge"]["requests"].get("faces", {})
-    print(f"  faces: 1p {f['1p']:.2f} s, 2p {f['2p']:.2f} s, 1p + processes: 2 {f['1p_2proc']:.2f} s "
-          f"({ratios['faces_1p_2proc / faces_2p']:.2f}x 2p); 2p re-run into the table in {m['chunks']} chunks "
-          f"{f['2p_4chunks_merge']:.2f} s ({m['commits']} MERGE commits, "
+                "pipeline_2p / bare_decode", "facevid_run_local_2p / pipeline_2p",
+                "facevid_run_remote_2p / facevid_run_local_2p"):
+        print(f"  {key:<46} {ratios[key]:6.2f}")
+    m, mq = st["faces_2p_merge"]["faces"], runs["faces_2p_merge"]["requests"].get("faces", {})
+    print(f"  faces: 1p {sec['faces_1p']:.2f} s, 2p {sec['faces_2p']:.2f} s, 1p + processes: 2 "
+          f"{sec['faces_1p_2proc']:.2f} s ({ratios['faces_1p_2proc / faces_2p']:.2f}x 2p); 2p again into the "
+          f"table in {m['chunks']} chunks {sec['faces_2p_4chunks_merge']:.2f} s ({m['commits']} MERGE commits, "
           f"{m['delta_versions'] - two['faces']['delta_versions']} versions, requests "
           f"{mq.get('query', 0)}/{mq.get('write', 0)}/{mq.get('sql', 0)})")
     print("  peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in ratios["peak_rss_mb"].items() if v is not None))
@@ -205,8 +236,10 @@ def main() -> int:
         print("== faces, 2 partitions, version bumped: 4 chunks, each a MERGE", flush=True)
         merge = [*two, "stages.faces.version=2", f"stages.faces.resources.commit_rows={max(1, -(-n_clips // 4))}"]
         r["runs"]["faces_2p_merge"] = run_embedded(args.config, lake2, videos, merge, names=["faces"])
-        print("== pipeline, Sail server in its own process, 2 partitions", flush=True)
-        r["runs"]["remote_2p"] = run_remote(args.config, tmp / "lake_remote", videos, two)
+        print("== facevid run (a fresh process), embedded engine, 2 partitions", flush=True)
+        r["runs"]["cli_local_2p"] = run_cli(args.config, tmp / "lake_cli", videos, two, remote=False)
+        print("== facevid run against a Sail server in its own process, 2 partitions", flush=True)
+        r["runs"]["remote_2p"] = run_cli(args.config, tmp / "lake_remote", videos, two, remote=True)
         seconds = float(read_table(str(lake2), "bronze.videos")["duration_s"].sum())
         r["inputs"] = {"videos": len(paths), "frames": frames, "clips": n_clips, "video_seconds": round(seconds, 1)}
     finally:

@@ -11,6 +11,7 @@ import av
 import pandas as pd
 from deltalake import DeltaTable
 
+from bench.runs import cpu_s
 from jobs.adapter import run_row
 from jobs.lineage import BOOKKEEPING
 from jobs.stages import registry
@@ -66,7 +67,7 @@ def run_loops(cfg: Any, lake: str, scratch: Path) -> dict[str, dict[str, Any]]:
             continue
         rows = stage_inputs(spec, op, lake)
         if not rows:
-            out[spec.name] = {"rows": 0, "ok": 0, "seconds": 0.0, "first_row_s": 0.0}
+            out[spec.name] = {"rows": 0, "ok": 0, "seconds": 0.0, "cpu_s": 0.0, "first_row_s": 0.0}
             continue
         if hasattr(op, "root"):  # crops: a scratch folder each, so the timed pass encodes every file
             op.root = str(scratch / f"{spec.name}_warm")
@@ -77,8 +78,8 @@ def run_loops(cfg: Any, lake: str, scratch: Path) -> dict[str, dict[str, Any]]:
         t0 = time.perf_counter()
         run_row(warm, rows[0], None)
         first = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_s()
         outcomes = [run_row(fn, r, None) for r in rows]
         out[spec.name] = {"rows": len(rows), "ok": sum(ok for ok, _ in outcomes),
-                          "seconds": time.perf_counter() - t0, "first_row_s": first}
+                          "seconds": time.perf_counter() - t0, "cpu_s": cpu_s() - cpu0, "first_row_s": first}
     return out

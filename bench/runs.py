@@ -6,6 +6,7 @@ lake: ``meta.runs`` per stage and the Delta versions each table gained."""
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -33,6 +34,8 @@ class RequestCounter(SparkSession.Hook):
     def __init__(self) -> None:
         self.stage = "(setup)"
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process (every thread) per stage
+        self._mark = cpu_s()
 
     def on_execute_plan(self, request: Any) -> Any:
         if request.plan.WhichOneof("op_type") == "root":
@@ -45,7 +48,19 @@ class RequestCounter(SparkSession.Hook):
 
     def log(self, message: str) -> None:
         if message.startswith("stage "):
+            self.close()
             self.stage = message.split()[1]
+
+    def close(self) -> None:
+        now = cpu_s()
+        self.cpu[self.stage] = self.cpu.get(self.stage, 0.0) + now - self._mark
+        self._mark = now
+
+
+def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process (all threads) or of its reaped children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def config(path: str, lake: Path, videos: str, overrides: list[str], engine: str = "local") -> Any:
@@ -82,7 +97,8 @@ def run_embedded(cfg_path: str, lake: Path, videos: str, overrides: list[str],
         except GateError as exc:  # meta.runs records it; the stages before gold are complete
             status = f"gate_failed: {exc}"
         wall = time.perf_counter() - t0
-    return {"wall_s": wall, "status": status, **lake_state(lake, cfg),
+        counter.close()
+    return {"wall_s": wall, "status": status, **lake_state(lake, cfg), "cpu_s": counter.cpu,
             "requests": {s: dict(c) for s, c in counter.counts.items()}}
 
 
@@ -103,40 +119,48 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_remote(cfg_path: str, lake: Path, videos: str, overrides: list[str]) -> dict[str, Any]:
-    """``python -m jobs.cli run`` against ``sail spark server`` (each its own process): the driver's
-    peak RSS in ``meta.runs`` is then the driver's alone; the server's is read from /proc."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEVID_")}
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])), RUST_LOG="error")
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``sail spark server`` in a process of its own; returns it and its ``sc://`` address."""
     port = free_port()
     sail = Path(sys.executable).parent / "sail"
     server = subprocess.Popen([str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    return server, f"sc://127.0.0.1:{port}"
+
+
+def run_cli(cfg_path: str, lake: Path, videos: str, overrides: list[str], remote: bool) -> dict[str, Any]:
+    """``python -m jobs.cli run`` as a fresh process: embedded (``--engine local``: the UDFs run in
+    it) or against a ``sail spark server`` process (the driver's peak RSS in ``meta.runs`` is then
+    the driver's alone; the server's, which holds the UDFs and models, is read from /proc)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEVID_")}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])), RUST_LOG="error")
+    server, engine = start_server(env) if remote else (None, "local")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        engine = f"sc://127.0.0.1:{port}"
         sets = [a for o in overrides for a in ("--set", o)]
-        t0 = time.perf_counter()
-        # through a tiny launcher: Linux folds the old address space's peak RSS into ru_maxrss on
-        # exec, so a CLI spawned by this (large) process would report this process's peak as its own
         cli = [sys.executable, "-m", "jobs.cli", "run", "--config", cfg_path, "--lake", str(lake), "--source", videos,
                "--engine", engine, *sets]
+        t0, cpu0 = time.perf_counter(), cpu_s(resource.RUSAGE_CHILDREN)
+        # through a tiny launcher: Linux folds the old address space's peak RSS into ru_maxrss on
+        # exec, so a CLI spawned by this (large) process would report this process's peak as its own
         proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cli], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=3600)
         wall = time.perf_counter() - t0
-        server_peak = peak_rss_mb(server.pid)
+        server_peak = peak_rss_mb(server.pid) if server else None
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        if server:
+            server.terminate()
+            server.wait(timeout=60)
+    cpu = cpu_s(resource.RUSAGE_CHILDREN) - cpu0  # the driver, and a server's whole life
     status = {0: "ok", 3: "gate_failed"}.get(proc.returncode, f"exit {proc.returncode}")
     if proc.returncode not in (0, 3):
-        raise RuntimeError(f"facevid run against {engine} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-    return {"wall_s": wall, "status": status, "server_peak_mb": server_peak,
+        raise RuntimeError(f"facevid run --engine {engine} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return {"wall_s": wall, "status": status, "server_peak_mb": server_peak, "cpu_s": cpu,
             **lake_state(lake, config(cfg_path, lake, videos, overrides, engine))}
 
 
