@@ -127,6 +127,14 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def mismatches(runs: dict[str, Any]) -> list[str]:
+    """Every run did the same work: per stage, the output rows and error rows of the first run."""
+    ref = runs["embedded_2p"]["stages"]
+    return [f"{name}: stage {s} has {v['rows']} rows / {v['errors']} errors, embedded_2p {ref[s]['rows']} / "
+            f"{ref[s]['errors']}" for name, run in runs.items() for s, v in run["stages"].items()
+            if (v["rows"], v["errors"]) != (ref[s]["rows"], ref[s]["errors"])]
+
+
 def fmt(x: Any, width: int = 6, digits: int = 2) -> str:
     if x is None:
         return f"{'-':>{width}}"
@@ -249,10 +257,13 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     r["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     r["ratios"] = summarise(r)
+    r["mismatches"] = mismatches(r["runs"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(r, indent=2, default=str))
     report(r)
-    return 0
+    for line in r["mismatches"]:
+        print(f"CHECK FAILED: {line}", file=sys.stderr)
+    return 1 if r["mismatches"] else 0
 
 
 if __name__ == "__main__":

@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
-from pyspark.sql.connect.session import SparkSession
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 RUN_FIELDS = ("seconds", "pending", "rows", "errors", "chunks", "commits", "pruned", "driver_peak_mb", "status")
 
 
-class RequestCounter(SparkSession.Hook):
-    """Counts the ExecutePlan requests the driver sends the engine, per stage and kind: ``query``
+class RequestCounter:
+    """A Spark Connect session hook (``SparkSession.Hook``'s one method; not subclassed: importing
+    ``pyspark.sql.connect`` in the main module makes every spawned sandbox worker exit at import,
+    as pyspark then takes the half-initialised ``__mp_main__`` for a doctest run).
+
+    Counts the ExecutePlan requests the driver sends the engine, per stage and kind: ``query``
     (a relation: count, collect, toPandas), ``write`` (DataFrameWriter: a table append/overwrite,
     a staging table, an in-flight record) or ``sql`` (a SQL command: MERGE). The stage is the one
     ``run_pipeline`` last announced in its log."""
