@@ -156,7 +156,7 @@ class Lake:
         ``mergeSchema``; Sail has no ``ALTER TABLE ADD COLUMN``)."""
         have = set(self.read(table).columns)
         wanted = [c.strip() for c in schema_ddl.split(",") if c.strip()]
-        if all(c.split()[0] in have for c in wanted):
+        if all(c.split()[0].strip("`") in have for c in wanted):
             return
         writer = self.spark.createDataFrame([], schema_ddl).write.format("delta").mode("append")
         writer = writer.option("mergeSchema", "true")
