@@ -60,7 +60,7 @@ NOTES = {
                            "4 + 3n queries, 2n + 2 writes, n sql. The measured counts agree.",
     "commits": "measured: meta.runs.commits (the runner's publish commits on the output) and the Delta versions "
                "each table has on the fresh lake (delta-rs history: creates, appends, MERGEs, overwrites).",
-    "driver_peak_mb": "measured: meta.runs.driver_peak_mb = ru_maxrss of the driver process. Embedded: the UDFs "
+    "driver_peak_mb": "measured: meta.runs.driver_peak_mb = VmHWM of the driver process. Embedded: the UDFs "
                       "and their models run on Sail threads inside that process (and the bench's own loops ran "
                       "later, so only the first embedded run's peak is clean). Remote: the driver alone; "
                       "server_peak_mb is the Sail server's VmHWM, which holds the UDFs and models.",

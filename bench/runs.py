@@ -18,7 +18,6 @@ from typing import Any
 from deltalake import DeltaTable
 
 REPO = Path(__file__).resolve().parents[1]
-LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 RUN_FIELDS = ("seconds", "pending", "rows", "errors", "chunks", "commits", "pruned", "driver_peak_mb", "status")
 
 
@@ -122,37 +121,22 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """``sail spark server`` in a process of its own; returns it and its ``sc://`` address."""
-    port = free_port()
-    sail = Path(sys.executable).parent / "sail"
-    server = subprocess.Popen([str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
-    return server, f"sc://127.0.0.1:{port}"
-
-
 def run_cli(cfg_path: str, lake: Path, videos: str, overrides: list[str], remote: bool) -> dict[str, Any]:
     """``python -m facevid.jobs.cli run`` as a fresh process: embedded (``--engine local``: the UDFs run in
     it) or against a ``sail spark server`` process (the driver's peak RSS in ``meta.runs`` is then
     the driver's alone; the server's, which holds the UDFs and models, is read from /proc)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEVID_")}
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])), RUST_LOG="error")
-    server, engine = start_server(env) if remote else (None, "local")
+    from facevid.jobs.engine import start_sail_server
+
+    server, engine = start_sail_server(env) if remote else (None, "local")
     try:
         sets = [a for o in overrides for a in ("--set", o)]
         cli = [sys.executable, "-m", "facevid.jobs.cli", "run", "--config", cfg_path, "--lake", str(lake), "--source", videos,
                "--engine", engine, *sets]
         t0, cpu0 = time.perf_counter(), cpu_s(resource.RUSAGE_CHILDREN)
-        # through a tiny launcher: Linux folds the old address space's peak RSS into ru_maxrss on
-        # exec, so a CLI spawned by this (large) process would report this process's peak as its own
-        proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cli], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=3600)
+        # the driver reports VmHWM, which exec resets (ru_maxrss would carry this process's peak)
+        proc = subprocess.run(cli, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
         wall = time.perf_counter() - t0
         server_peak = peak_rss_mb(server.pid) if server else None
     finally:

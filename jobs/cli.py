@@ -196,7 +196,7 @@ def cmd_sql(cfg: PipelineConfig, args: argparse.Namespace) -> int:
         if not views:
             raise ConfigError(f"the lake at {cfg.lake} has no tables yet: run `facevid run` first")
         try:
-            pdf = ctx.spark.sql(args.query).toPandas()
+            pdf = ctx.spark.sql(args.query).toPandas()  # bounded: the user's own query result, which the CLI prints
         except Exception as exc:  # engine's analysis errors are user input errors here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"SQL failed: {first} (views: {', '.join(views)})") from exc
@@ -296,24 +296,20 @@ def cmd_report(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "sql": cmd_sql, "history": cmd_history, "maintain": cmd_maintain}
 
 
+EXITS = ((ConfigError, "error", 2, ""), (GateError, "gate failed", 3, ""), (LeaseHeld, "busy", 4, ""),
+         (LeaseLost, "stopped", 4, "; nothing more was committed"))  # exception -> (prefix, exit status, tail)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, lake=args.lake, sources=getattr(args, "source", None), engine=args.engine,
                           files=args.files, overrides=args.overrides)
         return COMMANDS[args.command](cfg, args)
-    except ConfigError as exc:
-        print(f"facevid: error: {exc}", file=sys.stderr)
-        return 2
-    except GateError as exc:
-        print(f"facevid: gate failed: {exc}", file=sys.stderr)
-        return 3
-    except LeaseHeld as exc:
-        print(f"facevid: busy: {exc}", file=sys.stderr)
-        return 4
-    except LeaseLost as exc:
-        print(f"facevid: stopped: {exc}; nothing more was committed", file=sys.stderr)
-        return 4
+    except (ConfigError, GateError, LeaseHeld, LeaseLost) as exc:
+        word, code, tail = next(rest for kind, *rest in EXITS if isinstance(exc, kind))
+        print(f"facevid: {word}: {exc}{tail}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("facevid: interrupted", file=sys.stderr)
         return 130

@@ -124,3 +124,30 @@ def _native_spark() -> Engine:
                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
                .config("spark.sql.session.timeZone", "UTC"))
     return Engine(configure_spark_with_delta_pip(builder).getOrCreate(), "spark")
+
+
+def start_sail_server(env: dict[str, str] | None = None, timeout_s: float = 60.0) -> tuple[Any, str]:
+    """``sail spark server`` on a free loopback port in a process of its own (so that the driver's
+    memory is the driver's alone); returns the process and its ``sc://`` address for ``--engine``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    sail = Path(sys.executable).parent / "sail"
+    proc = subprocess.Popen([str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"sc://127.0.0.1:{port}"
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise ConfigError(f"sail spark server did not listen on 127.0.0.1:{port} within {timeout_s:g} s")

@@ -36,12 +36,12 @@ def load_tables(ctx: Any) -> dict[str, pd.DataFrame]:
     for t in TABLES:
         if ctx.lake.exists(t):
             out[t] = ctx.current(t).drop("track_boxes", "track_landmarks", "track_scores", "track_t",
-                                         "embedding", "frame_hashes").toPandas()
+                                         "embedding", "frame_hashes").toPandas()  # bounded: scalar columns, one row per clip, for the plots
     quarantine = quarantine_frame(ctx)
     if quarantine is not None:
-        out["quarantine"] = quarantine.toPandas()
+        out["quarantine"] = quarantine.toPandas()  # bounded: one row per rejection, counted in the funnel
     if ctx.lake.exists("meta.runs"):
-        out["meta.runs"] = ctx.lake.read("meta.runs").toPandas()
+        out["meta.runs"] = ctx.lake.read("meta.runs").toPandas()  # bounded: one row per stage run (lineage)
     return out
 
 

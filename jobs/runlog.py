@@ -45,10 +45,17 @@ def input_versions(ctx: Any, spec: StageSpec) -> dict[str, int | None]:
 
 
 def driver_peak_mb() -> float:
-    """Peak resident memory of this (driver) process so far, in MiB."""
+    """Peak resident memory of this (driver) process so far, in MiB: ``VmHWM`` on Linux (reset by
+    exec, unlike ``ru_maxrss``, which a child started from a large process inherits as a floor)."""
     import resource
     import sys
+    from pathlib import Path
 
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 

@@ -20,7 +20,7 @@ def run_table_stage(ctx: Any, spec: StageSpec, op: TableOp, log: Any = print) ->
     rebuilds both next time."""
     started, t0 = time.time(), time.perf_counter()
     versions = input_versions(ctx, spec)
-    previous = ctx.current(spec.output).toPandas() if ctx.lake.exists(spec.output) else None
+    previous = ctx.current(spec.output).toPandas() if ctx.lake.exists(spec.output) else None  # bounded: the table stage's own scalar output
     table = op.build(ctx, spec, previous)
     if "error" not in table.columns:
         table["error"] = None
@@ -77,7 +77,7 @@ def _write_rejections(ctx: Any, spec: StageSpec, op: TableOp, table: pd.DataFram
     frame = frame.assign(stage=spec.name, stage_version=spec.version, at=pd.Timestamp.now(tz="UTC"))
     frame = conform(frame[list(REJECTION_TYPES)].sort_values(["key", "rule"], ignore_index=True), REJECTION_TYPES)
     if ctx.lake.exists(op.rejections):
-        old = ctx.lake.read(op.rejections).toPandas()
+        old = ctx.lake.read(op.rejections).toPandas()  # bounded: one row per rejection
         cols = ["key", "rule", "value", "threshold"]
         if len(old) == len(frame) and old[cols].sort_values(["key", "rule"], ignore_index=True).astype(str).equals(
                 frame[cols].astype(str)):

@@ -64,3 +64,24 @@ def test_the_model_runs_on_cuda_when_a_gpu_share_is_declared(engine, tmp_path: P
     assert set(out["device"]) == {"cuda"} and out["error"].isna().all()
     want = expected(ctx, 5, "cuda")
     assert np.allclose(out["score"], [want[c] for c in out["clip_id"]], atol=1e-4)
+
+
+def test_threads_asking_at_once_share_one_build() -> None:
+    import threading
+    import time
+
+    calls = []
+
+    def build() -> object:
+        calls.append(1)
+        time.sleep(0.2)
+        return object()
+
+    key = ("test.concurrent", id(calls))
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(runtime.shared_model(key, build)[0])) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(m) for m in got}) == 1

@@ -7,14 +7,14 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
 from deltalake import DeltaTable
-from fixtures_s3 import free_port
+
+from facevid.jobs.engine import start_sail_server
 
 pytestmark = [pytest.mark.spark]
 
@@ -118,19 +118,8 @@ def test_a_row_that_kills_its_process_ends_quarantined_as_crashed(tmp_path: Path
 @pytest.fixture(scope="module")
 def remote_engine() -> str:
     """A Sail server in its own process: the driver's memory is then only the driver's."""
-    port = free_port()
-    sail = Path(sys.executable).parent / "sail"
-    proc = subprocess.Popen([str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)], env=env(RUST_LOG="error"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    import socket
-
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
-    yield f"sc://127.0.0.1:{port}"
+    proc, url = start_sail_server(env(RUST_LOG="error"))
+    yield url
     proc.terminate()
     proc.wait(timeout=30)
 

@@ -16,7 +16,7 @@ from synth_video import make_garbled_video, make_timed_video
 
 import facevid.jobs.stages.silver.crops  # noqa: F401  (registers crops.write)
 from facevid.udfs.base import StageError
-from facevid.udfs.face.crops import CropParams, crop_square, crops_root, crops_row, plan_crop
+from facevid.udfs.face.crops import CropParams, crop_square, crops_row, plan_crop
 from facevid.udfs.face.faces import FacesParams, detect_clip
 from facevid.udfs.media.artifacts import marker_uri
 from facevid.udfs.media.encode import _Writer, coded_square, encode_crop
@@ -68,12 +68,7 @@ def test_params_and_folders() -> None:
     for bad in ({"size": 511}, {"expand": 0.5}, {"crf": 60}, {"preset": "warp"}, {"min_crop_px": 0}):
         with pytest.raises(ValueError, match="crops"):
             CropParams(**bad)
-    assert crops_root("/data/lake", "crops") == "/data/lake/crops"
-    assert crops_root("s3://b/lake/", "crops") == "s3://b/lake/crops"
-    assert crops_root("uc:main.facevid", "s3://b/crops/") == "s3://b/crops"
-    assert crops_root("/data/lake", "/mnt/crops") == "/mnt/crops"
-    with pytest.raises(ValueError, match="relative"):
-        crops_root("uc:main.facevid", "crops")
+    # where the folder goes is the config's files root (PipelineConfig.file_uri, tests/test_config.py)
 
 
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270, -90])
@@ -384,12 +379,12 @@ def test_crop_of_an_s3_video_into_an_s3_lake(s3_server, shared_videos: Path) -> 
     client = s3_server.client()
     client.upload_file(str(shared_videos / "lp_d18.mp4"), "facevid-crops", "raw/lp_d18.mp4")
     row = {**faces_row(shared_videos, "lp_d18", 0.0, 3.0), "video_uri": f"{bucket}/raw/lp_d18.mp4"}
-    res = crops_row(row, CropParams(), crops_root(f"{bucket}/lake", "crops"))
+    res = crops_row(row, CropParams(), f"{bucket}/lake/crops")
     assert re.fullmatch(r"s3://facevid-crops/lake/crops/lp_d18/[0-9a-f]{20}\.mp4", res["crop_uri"])
     key = res["crop_uri"].split("/", 3)[3]
     body = client.get_object(Bucket="facevid-crops", Key=key)["Body"].read()
     assert len(body) == res["crop_bytes"]
-    assert crops_row(row, CropParams(), crops_root(f"{bucket}/lake", "crops")) == res  # reused via the marker
+    assert crops_row(row, CropParams(), f"{bucket}/lake/crops") == res  # reused via the marker
     assert client.get_object(Bucket="facevid-crops", Key=key)["Body"].read() == body
     import io
 

@@ -125,16 +125,6 @@ def plan_crop(row: dict[str, Any], params: CropParams) -> tuple[int, int, int]:
     return box
 
 
-def crops_root(lake: str | None, folder: str) -> str:
-    """Where crop files go: ``folder`` itself when absolute or a URI, else under the lake root."""
-    if folder.startswith("/") or "://" in folder or folder.startswith("dbfs:"):
-        return folder.rstrip("/")
-    if not lake or lake.startswith("uc:"):
-        raise ValueError(f"crops.dir {folder!r} is relative, so it needs a path or URI lake root "
-                         f"(got {lake!r}); set an absolute dir (e.g. a /Volumes/... path)")
-    return f"{lake.rstrip('/')}/{folder.strip('/')}"
-
-
 def crop_digest(row: dict[str, Any], params: CropParams, box: tuple[int, int, int]) -> str:
     """Digest of everything that determines a crop file's bytes (``dir`` and ``min_crop_px`` do not)."""
     fields = {k: v for k, v in asdict(params).items() if k not in ("dir", "min_crop_px")}

@@ -4,7 +4,8 @@
 task thread (keyed by e.g. ``(op, weights path, weights hash, device)``); batch ops serialise
 their calls with the returned lock when a model is not thread-safe. ``pick_device`` turns the
 stage's declared GPU share into a device: CUDA when the share is > 0 and a CUDA device is
-visible, else the CPU.
+visible, else the CPU. (Row ops keep ``facevid.udfs.base.cached_model``: one model per worker
+thread, for OpenCV nets that are not thread-safe; a batch op's model is shared by the process.)
 """
 
 from __future__ import annotations
@@ -16,18 +17,27 @@ from pathlib import Path
 from typing import Any
 
 _models: dict[tuple, tuple[Any, threading.Lock]] = {}
+_building: dict[tuple, threading.Lock] = {}
 _lock = threading.Lock()
 
 
 def shared_model(key: tuple, factory: Callable[[], Any]) -> tuple[Any, threading.Lock]:
-    """``(model, lock)`` for ``key``, created by ``factory`` on first use in this process."""
+    """``(model, lock)`` for ``key``, created by ``factory`` on first use in this process. Task
+    threads asking for the same key at once wait for the one build (a per-key lock: loading can
+    take seconds, and two loads at once would waste memory and interleave RNG state)."""
     with _lock:
         entry = _models.get(key)
         if entry is not None:
             return entry
-    built = factory()  # outside the lock: loading can take seconds
-    with _lock:
-        return _models.setdefault(key, (built, threading.Lock()))
+        building = _building.setdefault(key, threading.Lock())
+    with building:
+        with _lock:
+            entry = _models.get(key)
+        if entry is None:
+            entry = (factory(), threading.Lock())
+            with _lock:
+                _models[key] = entry
+        return entry
 
 
 def loaded_models() -> list[tuple]:

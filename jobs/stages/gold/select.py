@@ -100,7 +100,7 @@ def _load(ctx: Any, table: str, key: str) -> pd.DataFrame:
     sdf = ctx.current(table)
     keep = [f.name for f in sdf.schema.fields if f.dataType.typeName() not in ("array", "map", "struct")
             and (f.name == "error" or f.name not in BOOKKEEPING)]
-    df = sdf.select(*keep).toPandas().rename(columns={"error": "_error"})
+    df = sdf.select(*keep).toPandas().rename(columns={"error": "_error"})  # bounded: scalars per clip (class docstring)
     df["_row"] = True
     return df.drop_duplicates(key)
 
@@ -158,7 +158,7 @@ class SelectGold(TableOp):
     def merge(self, ctx: Any, spec: StageSpec) -> pd.DataFrame:
         """Good clips of the first input left-joined with every other input's current rows;
         ``_row_<i>``/``_error_<i>`` say whether input ``i`` has a row and whether it is an error."""
-        clips = ctx.current(spec.inputs[0]).filter("error IS NULL").toPandas()
+        clips = ctx.current(spec.inputs[0]).filter("error IS NULL").toPandas()  # bounded: scalar clip rows (class docstring)
         clips = clips.drop(columns=[c for c in BOOKKEEPING if c in clips])
         self._owner: dict[str, int] = {c: 0 for c in clips.columns}
         for i, table in enumerate(spec.inputs[1:], start=1):
@@ -213,7 +213,7 @@ class SelectGold(TableOp):
         identity to another split nor changes a clip's ``published_at``."""
         if not ctx.lake.exists(self.ledger):
             return pd.DataFrame(columns=list(LEDGER_TYPES))
-        return ctx.current(self.ledger).toPandas()
+        return ctx.current(self.ledger).toPandas()  # bounded: 4 short columns per published clip
 
     def record(self, ctx: Any, spec: StageSpec, table: pd.DataFrame) -> int:
         """Append the clips this gold publishes for the first time to the ledger (before gold is

@@ -66,8 +66,8 @@ class ClusterIdentities(TableOp):
         if len(spec.inputs) < 2:
             raise ValueError(f"stage {spec.name}: input must list the embeddings table and the files table")
         emb = (ctx.current(spec.inputs[0]).filter("error IS NULL")
-               .select("clip_id", "video_id", "embedding", "frame_hashes").toPandas())
+               .select("clip_id", "video_id", "embedding", "frame_hashes").toPandas())  # bounded: ~1.1 KB a clip (docstring)
         files = ctx.current(spec.inputs[1])
         wanted = [c for c in ("uri", "source", "video_id", "identity") if c in files.columns]
-        files = files.filter("error IS NULL").select(*wanted).toPandas()
+        files = files.filter("error IS NULL").select(*wanted).toPandas()  # bounded: uri, source, video_id, identity per file
         return build_identities(emb, files, previous, spec.params)
