@@ -62,7 +62,9 @@ def _error_of(out: dict[str, Any]) -> RowError | None:
     if text is None:
         return None
     category, _, detail = str(text).partition(":")
-    return RowError(category.strip(), detail.strip(), out.get("error_value"), out.get("error_threshold"))
+    kind = out.get("error_kind")
+    return RowError(category.strip(), detail.strip(), out.get("error_value"), out.get("error_threshold"),
+                    None if kind is None else kind == "transient")
 
 
 def output_rows(plan: RowPlan, rec: dict[str, Any], outcome: Outcome, now: pd.Timestamp) -> list[dict[str, Any]]:

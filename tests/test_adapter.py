@@ -127,3 +127,11 @@ def test_resources_are_validated(bad: dict) -> None:
 
     with pytest.raises(ConfigError, match="resources"):
         Resources(**bad)
+
+
+def test_stage_error_can_declare_itself_transient() -> None:
+    from facevid.udfs.errors import StageError, classify
+
+    assert classify(StageError("parse", "no JSON")).kind == "permanent"
+    err = classify(StageError("parse", "no JSON", transient=True))
+    assert err.category == "parse" and err.kind == "transient"

@@ -28,14 +28,18 @@ TRANSIENT_KIND, PERMANENT_KIND = "transient", "permanent"
 
 class StageError(Exception):
     """A per-row failure with a short machine-friendly category (e.g. ``decode``, ``not_video``),
-    optionally with the measured ``value`` and the ``threshold`` it failed."""
+    optionally with the measured ``value`` and the ``threshold`` it failed. ``transient=True``
+    makes a category outside ``TRANSIENT`` retryable for this row (e.g. a caption answer that did
+    not parse: a new prompt version or model may parse next run)."""
 
-    def __init__(self, category: str, detail: str, value: object = None, threshold: object = None) -> None:
+    def __init__(self, category: str, detail: str, value: object = None, threshold: object = None,
+                 transient: bool | None = None) -> None:
         super().__init__(f"{category}: {detail}")
         self.category = category
         self.detail = detail
         self.value = None if value is None else str(value)
         self.threshold = None if threshold is None else str(threshold)
+        self.transient = transient
 
 
 class RowTimeout(StageError):
@@ -53,10 +57,12 @@ class RowError:
     detail: str
     value: str | None = None
     threshold: str | None = None
+    transient: bool | None = None  # None: decided by the category (``TRANSIENT``)
 
     @property
     def kind(self) -> str:
-        return TRANSIENT_KIND if self.category in TRANSIENT else PERMANENT_KIND
+        transient = self.category in TRANSIENT if self.transient is None else self.transient
+        return TRANSIENT_KIND if transient else PERMANENT_KIND
 
     @property
     def text(self) -> str:
@@ -76,7 +82,7 @@ def _is_s3(exc: BaseException) -> bool:
 def classify(exc: BaseException) -> RowError:
     """The ``RowError`` of an exception raised while processing a row."""
     if isinstance(exc, StageError):
-        return RowError(exc.category, exc.detail, exc.value, exc.threshold)
+        return RowError(exc.category, exc.detail, exc.value, exc.threshold, exc.transient)
     detail = f"{type(exc).__name__}: {_first_line(exc)}"
     if _is_s3(exc):
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
