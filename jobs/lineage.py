@@ -77,9 +77,14 @@ def row_fingerprint(row: dict[str, Any], columns: Iterable[str]) -> str:
 
 
 def params_state(params: Any) -> Any:
-    """Params as plain data for hashing (dataclasses recursively, everything else by value)."""
+    """Params as plain data for hashing (dataclasses recursively, everything else by value). A params
+    dataclass with ``content_state()`` adds what its files hold (e.g. the vocabulary and the prompt
+    template: editing either re-runs the stage, as a params change does)."""
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
-        return {f.name: params_state(getattr(params, f.name)) for f in dataclasses.fields(params)}
+        state = {f.name: params_state(getattr(params, f.name)) for f in dataclasses.fields(params)}
+        if callable(getattr(params, "content_state", None)):
+            state["_content"] = params_state(params.content_state())
+        return state
     if isinstance(params, dict):
         return {str(k): params_state(v) for k, v in params.items()}
     if isinstance(params, (list, tuple)):

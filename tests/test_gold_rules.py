@@ -74,3 +74,15 @@ def test_split_target_is_capped_by_the_fraction() -> None:
     gold = pd.DataFrame({"clip_id": list("abcdefghij"), "identity_id": list("abcdefghij")})
     split = assign_splits(gold, None, SplitParams(test_clips=2048, max_test_fraction=0.2))
     assert (split == "test").sum() == 2
+
+
+def test_a_conditional_rule_judges_only_clips_where_its_condition_holds() -> None:
+    clips = pd.DataFrame({"clip_id": ["talk", "late", "silent", "unknown"], "video_id": ["v1", "v2", "v3", "v4"],
+                          "av_offset_ms": [40.0, 400.0, None, 900.0], "has_speech": [True, True, False, None]})
+    rule = Rule.parse("lip_sync", {"column": "av_offset_ms", "min": -200, "max": 200, "when": "has_speech"})
+    ready = pd.DataFrame({"lip_sync": True}, index=clips.index)
+    passed, failures = apply_rules(clips, [rule], ready)
+    assert passed.tolist() == [True, False, True, True]  # no speech (or unknown): not judged, passes
+    assert failures[["clip_id", "value", "threshold"]].values.tolist() == [["late", "400", ">= -200 and <= 200 when has_speech"]]
+    with pytest.raises(ValueError, match="`when` column 'speech'"):
+        apply_rules(clips, [Rule("x", "av_offset_ms", max=1, when="speech")], pd.DataFrame({"x": True}, index=clips.index))

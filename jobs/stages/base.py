@@ -96,6 +96,19 @@ def clip_track_frame(ctx: Context, spec: StageSpec) -> Any:
     return joined.withColumn(INPUT_FP, F.concat_ws(":", "_fp0", "_fp1")).drop("_fp0", "_fp1")
 
 
+def clip_join_frame(ctx: Context, spec: StageSpec, key: str = "clip_id") -> Any:
+    """Input of per-clip stages over several tables: the good rows of ``spec.inputs[0]`` inner-joined
+    on ``key`` with the good rows of every other input (only the columns an earlier input lacks),
+    ``_input_fp`` = the inputs' fingerprints joined with ``:``."""
+    frame = good_rows(ctx.current(spec.inputs[0])).withColumnRenamed("fingerprint", "_fp0")
+    for i, table in enumerate(spec.inputs[1:], start=1):
+        other = good_rows(ctx.current(table))
+        cols = [c for c in other.columns if c not in frame.columns and c != "fingerprint"]
+        frame = frame.join(other.select(key, *cols, F.col("fingerprint").alias(f"_fp{i}")), key, "inner")
+    fps = [f"_fp{i}" for i in range(len(spec.inputs))]
+    return frame.withColumn(INPUT_FP, F.concat_ws(":", *fps)).drop(*fps)
+
+
 class ClipTrackOp(Op):
     """A per-clip op over the face track: input ``clip_track_frame``, the clip's video opened as a
     local file, then the pure ``clip_fn(path, row, params)``."""

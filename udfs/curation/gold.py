@@ -23,19 +23,22 @@ from facevid.udfs.base import validate
 
 @dataclass(frozen=True)
 class Rule:
-    """``min <= column <= max`` (either bound optional), or ``column IS [NOT] NULL`` (``is_null``)."""
+    """``min <= column <= max`` (either bound optional), or ``column IS [NOT] NULL`` (``is_null``);
+    with ``when: <boolean column>`` the rule judges only clips where that column is true (e.g. the
+    lip-sync rule applies to clips with speech; the others pass it)."""
 
     name: str
     column: str
     min: float | None = None
     max: float | None = None
     is_null: bool | None = None
+    when: str | None = None
 
     @classmethod
     def parse(cls, name: str, decl: Any) -> Rule:
         if not isinstance(decl, dict) or "column" not in decl:
             raise ValueError(f"gold.rules.{name}: needs `column` and `min`/`max` or `is_null`")
-        extra = sorted(str(k) for k in set(decl) - {"column", "min", "max", "is_null"})
+        extra = sorted(str(k) for k in set(decl) - {"column", "min", "max", "is_null", "when"})
         if extra:
             raise ValueError(f"gold.rules.{name}: unknown key(s) {', '.join(extra)}")
         rule = cls(name=name, **decl)
@@ -51,7 +54,15 @@ class Rule:
             return "null" if self.is_null else "not null"
         parts = ([f">= {self.min:g}"] if self.min is not None else []) + (
             [f"<= {self.max:g}"] if self.max is not None else [])
-        return " and ".join(parts)
+        return " and ".join(parts) + (f" when {self.when}" if self.when else "")
+
+    def applies(self, clips: pd.DataFrame) -> pd.Series:
+        """Clips the rule judges: all, or those whose ``when`` column is true."""
+        if not self.when:
+            return pd.Series(True, index=clips.index)
+        if self.when not in clips:
+            raise ValueError(f"gold.rules.{self.name}: `when` column {self.when!r} is in none of gold's inputs")
+        return clips[self.when].eq(True)
 
     def passes(self, values: pd.Series) -> pd.Series:
         if self.is_null is not None:
@@ -118,7 +129,8 @@ def apply_rules(clips: pd.DataFrame, rules: list[Rule], ready: pd.DataFrame) -> 
     failures = []
     for rule in rules:
         values = clips[rule.column] if rule.column in clips else pd.Series(None, index=clips.index, dtype=object)
-        ok = rule.passes(values)
+        applies = rule.applies(clips)
+        ok = rule.passes(values) | ~applies
         judged = ready[rule.name]
         bad = judged & ~ok
         passed &= ok & judged

@@ -51,7 +51,8 @@ def warn_disabled(params: Any) -> None:
                 ", ".join(off), ", ".join(f"{n}_path" for n in off))
 
 
-def _session(path: str) -> Any:
+def onnx_session(path: str) -> Any:
+    """A single-threaded CPU ONNX Runtime session (one per worker thread; the engine runs several)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -77,7 +78,7 @@ class LearnedScores:
 
     def _model(self, name: str) -> Any:
         path = self.paths[name]
-        return cached_model(("onnx", path), lambda: _session(path))
+        return cached_model(("onnx", path), lambda: onnx_session(path))
 
     def add(self, frame: np.ndarray, box: tuple[int, int, int, int] | None, missing_only: bool = False) -> None:
         """Prepare one frame (BGR) for every model (or those without a frame yet); face models need
