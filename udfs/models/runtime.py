@@ -66,14 +66,17 @@ def pick_device(gpu_share: float, requested: str = "auto") -> str:
 
 
 def weights_hash(path: str | None, chunk: int = 1 << 20) -> str | None:
-    """Short SHA-256 of a weights file (or of a folder's files), recorded with what the model produced."""
+    """Short SHA-256 of a weights file (or of a folder's files: their paths under it and contents;
+    hidden files and folders such as a hub download's ``.cache/`` are left out, they change with
+    every copy), recorded with what the model produced."""
     if not path:
         return None
     p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not any(
+        part.startswith(".") for part in f.relative_to(p).parts)) if p.is_dir() else [p]
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f.name.encode())
+        digest.update((f.relative_to(p).as_posix() if p.is_dir() else f.name).encode())
         with open(f, "rb") as fh:
             while block := fh.read(chunk):
                 digest.update(block)
