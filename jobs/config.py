@@ -23,6 +23,7 @@ class Source:
     uri: str
     license: str = "unknown"
     identity: str | None = None  # "folder" (parent folder = person) or a CSV manifest path,identity
+    labels: str | None = None  # a CSV manifest path,<attributes>[,start_s,end_s] (bronze/manifest.py)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,15 @@ def _inputs(stage: str, value: Any) -> tuple[str, ...]:
     return tuple(tables)
 
 
+def _manifest(i: int, key: str, value: Any, base: Path, hint: str = "") -> str:
+    """A source's manifest file (``identity:``/``labels:``): relative to the config file, must exist
+    unless it is a URI (checked when ingest reads it)."""
+    path = _resolve(str(value), base)
+    if "://" not in path and not Path(path).is_file():
+        raise ConfigError(f"sources[{i}].{key}: manifest {path} not found{hint}")
+    return path
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> None:
     """``KEY=VALUE`` overrides (``--set``) written into the parsed file, as if the file said so:
     ``KEY`` is a dotted path (``stages.embed.params.model_path``), ``VALUE`` a YAML scalar."""
@@ -247,16 +257,15 @@ def load_config(
         for i, s in enumerate(raw.get("sources") or []):
             if not isinstance(s, dict) or "uri" not in s:
                 raise ConfigError(f"sources[{i}]: needs at least `uri`")
-            extra = sorted(set(s) - {"name", "uri", "license", "identity"})
+            extra = sorted(set(s) - {"name", "uri", "license", "identity", "labels"})
             if extra:
                 raise ConfigError(f"sources[{i}]: unknown key(s) {', '.join(extra)}")
-            ident = s.get("identity")
+            ident, labels = s.get("identity"), s.get("labels")
             if ident is not None and ident != "folder":
-                ident = _resolve(str(ident), base)
-                if "://" not in ident and not Path(ident).is_file():
-                    raise ConfigError(f"sources[{i}].identity: manifest {ident} not found (or use `folder`)")
+                ident = _manifest(i, "identity", ident, base, " (or use `folder`)")
             srcs.append(Source(name=str(s.get("name", f"source{i}")), uri=_resolve(str(s["uri"]), base),
-                               license=str(s.get("license", "unknown")), identity=ident))
+                               license=str(s.get("license", "unknown")), identity=ident,
+                               labels=None if labels is None else _manifest(i, "labels", labels, base)))
     lake_uri = _resolve(str(lake_root), Path.cwd() if lake else base)
     cfg = PipelineConfig(path=cfg_path, lake=lake_uri, engine=engine or str(raw.get("engine", "auto")),
                          sources=srcs, raw=raw, files=_files_root(files, lake_uri, raw, base, cfg_path))

@@ -3,11 +3,14 @@
 Sections: lineage (Delta versions read, latest runs), hours and clips per source and split,
 duration / resolution / faces-per-frame histograms, quality distributions with the gold rules'
 thresholds drawn, clips per identity with the cap, the funnel (clips each rule removed) and
-example frames per bucket. Every section tolerates missing tables and columns.
+example frames per bucket; the annotation sections (attributes, caption keywords, speech, lip-sync,
+agreement with declared labels) come from ``facevid.jobs.report_annotations``. Every section
+tolerates missing tables and columns.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,10 @@ import pandas as pd
 
 TABLES = ("bronze.videos", "silver.clips", "silver.faces", "silver.quality", "silver.crops", "silver.identities",
           "gold.clips")
+
+
+# left in the lake: the annotation sections aggregate them on the engine (facevid.jobs.report_annotations)
+ANNOTATION_TEXT = ("caption", "appearance", "lighting", "action", "raw_answer", "oov")
 
 
 def pyplot() -> Any:
@@ -36,7 +43,7 @@ def load_tables(ctx: Any) -> dict[str, pd.DataFrame]:
     for t in TABLES:
         if ctx.lake.exists(t):
             out[t] = ctx.current(t).drop("track_boxes", "track_landmarks", "track_scores", "track_t",
-                                         "embedding", "frame_hashes").toPandas()  # bounded: scalar columns, one row per clip, for the plots
+                                         "embedding", "frame_hashes", *ANNOTATION_TEXT).toPandas()  # bounded: scalar columns, one row per clip, for the plots
     quarantine = quarantine_frame(ctx)
     if quarantine is not None:
         out["quarantine"] = quarantine.toPandas()  # bounded: one row per rejection, counted in the funnel
@@ -118,6 +125,16 @@ def identity_counts(tables: dict[str, pd.DataFrame], cap: int) -> dict[str, Any]
     gold = tables.get("gold.clips")
     return {"silver": per.to_numpy(), "share": share, "cap": cap,
             "gold": None if gold is None or gold.empty else gold.groupby("identity_id").size().to_numpy()}
+
+
+def html_table(df: pd.DataFrame | None) -> str:
+    if df is None or df.empty:
+        return '<p class="na">not available</p>'
+    return df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+def html_img(name: str | None, alt: str) -> str:
+    return f'<img src="{name}" alt="{html.escape(alt)}">' if name else f'<p class="na">{html.escape(alt)}: not available</p>'
 
 
 def hist_png(plt: Any, out: Path, name: str, series: dict[str, np.ndarray], title: str, xlabel: str,

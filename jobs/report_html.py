@@ -15,26 +15,19 @@ from facevid.jobs.report import (
     funnel,
     gold_spec,
     hist_png,
+    html_img,
+    html_table,
     identity_counts,
     load_tables,
     pyplot,
     rule_lines,
     split_summary,
 )
+from facevid.jobs.report_annotations import annotation_sections
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f0f0f0}img{max-width:100%}.thumbs img{width:160px;margin:2px}.na{color:#888}"""
-
-
-def _table(df: pd.DataFrame) -> str:
-    if df is None or df.empty:
-        return '<p class="na">not available</p>'
-    return df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}")
-
-
-def _img(name: str | None, alt: str) -> str:
-    return f'<img src="{name}" alt="{html.escape(alt)}">' if name else f'<p class="na">{html.escape(alt)}: not available</p>'
 
 
 def middle_frame(uri: str, start: float, end: float) -> Any:
@@ -103,40 +96,41 @@ def build_report(ctx: Any, out_dir: str | Path, n_examples: int = 4) -> Path:
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"]
     if ok is not None:
         parts.append(f"<p>{len(ok)} videos ({ok['duration_s'].sum() / 3600:.3f} h) probed OK of {len(videos)}.</p>")
-    parts += ["<h2>Gold: clips and hours per source and split</h2>", _table(split_summary(t))]
+    parts += ["<h2>Gold: clips and hours per source and split</h2>", html_table(split_summary(t))]
     clips, gold, faces = t.get("silver.clips"), t.get("gold.clips"), t.get("silver.faces")
     parts.append("<h2>Distributions</h2>")
-    parts.append(_img(hist_png(plt, out, "duration.png", {
+    parts.append(html_img(hist_png(plt, out, "duration.png", {
         "silver": None if clips is None else clips.loc[clips["error"].isna(), "duration_s"].to_numpy(),
         "gold": None if gold is None else gold["duration_s"].to_numpy()}, "clip duration", "seconds"), "durations"))
-    parts.append(_img(hist_png(plt, out, "resolution.png", {"videos": None if ok is None else
+    parts.append(html_img(hist_png(plt, out, "resolution.png", {"videos": None if ok is None else
                   ok[["width", "height"]].min(axis=1).to_numpy()}, "source resolution", "short side (px)"), "resolution"))
-    parts.append(_img(hist_png(plt, out, "faces.png", {"mean": None if faces is None else faces["faces_mean"].to_numpy(),
+    parts.append(html_img(hist_png(plt, out, "faces.png", {"mean": None if faces is None else faces["faces_mean"].to_numpy(),
                   "max": None if faces is None else faces["faces_max"].to_numpy()}, "faces per frame", "faces"), "faces"))
     parts.append("<h2>Quality scores and the gold thresholds</h2>")
     for r in rule_lines(ctx, t):
         name = hist_png(plt, out, f"rule_{r['rule']}.png", {r["table"]: r["values"]},
                      f"{r['rule']}: {r['column']} ({r['fail_share']:.0%} of clips fail)", r["column"],
                      (r["min"], r["max"]))
-        parts.append(_img(name, r["rule"]))
+        parts.append(html_img(name, r["rule"]))
     parts.append("<h2>Identities</h2>")
     ident = identity_counts(t, cap)
     if ident:
         parts.append(f"<p>{ident['share']:.1%} of silver clips come from identities with at most {cap} clips "
                      f"(the paper: at least 95%).</p>")
-        parts.append(_img(hist_png(plt, out, "identities.png", {"silver": ident["silver"], "gold": ident["gold"]},
+        parts.append(html_img(hist_png(plt, out, "identities.png", {"silver": ident["silver"], "gold": ident["gold"]},
                                 "clips per identity", "clips", (None, cap)), "identities"))
     else:
         parts.append('<p class="na">not available</p>')
+    parts += annotation_sections(ctx, out, plt)
     steps, rules = funnel(t)
-    parts += ["<h2>The funnel: why clips were lost</h2>", _table(steps), _table(rules),
-              _img(bar_png(plt, out, "funnel.png", rules["rule"].tolist(), rules["clips"].tolist(), "clips per rule"),
+    parts += ["<h2>The funnel: why clips were lost</h2>", html_table(steps), html_table(rules),
+              html_img(bar_png(plt, out, "funnel.png", rules["rule"].tolist(), rules["clips"].tolist(), "clips per rule"),
                    "rules")]
     parts.append("<h2>Examples</h2>")
     for label, names in examples(t, out, n_examples):
         imgs = "".join(f'<img src="{n}" alt="{html.escape(label)}">' for n in names) or "<span class=na>none</span>"
         parts.append(f'<h3>{html.escape(label)}</h3><div class="thumbs">{imgs}</div>')
-    parts += ["<h2>Lineage</h2>", _table(versions), _table(runs)]
+    parts += ["<h2>Lineage</h2>", html_table(versions), html_table(runs)]
     page = out / "index.html"
     page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>FaceVid Lake dataset card</title>"
                     f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")

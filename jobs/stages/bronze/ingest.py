@@ -1,68 +1,34 @@
 """``ingest.files`` -> ``bronze.files``: every video file seen in the sources, content-hashed.
 
 Listing entries that must not be read (``facevid.udfs.media.storage.list_videos``: ``link_outside_root``,
-``missing``, ``unreadable``) and rejected identity-manifest lines (``manifest_path``) become
-``bronze.files`` error rows: the row function raises ``StageError`` for them before any I/O."""
+``missing``, ``unreadable``) and rejected identity- or labels-manifest lines (``manifest_path``,
+``manifest_value``: ``facevid.jobs.stages.bronze.manifest``) become ``bronze.files`` error rows: the
+row function raises ``StageError`` for them before any I/O."""
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
 
-from facevid.jobs.config import ConfigError, Source, StageSpec
-from facevid.jobs.lineage import INPUT_FP, frame_fingerprints
+from facevid.jobs.config import ConfigError, StageSpec
+from facevid.jobs.lineage import INPUT_FP, row_fingerprint
 from facevid.jobs.stages.base import Op, register
+from facevid.jobs.stages.bronze.manifest import declared_identities, declared_labels
 from facevid.udfs.base import RowFn, StageError
-from facevid.udfs.media.storage import list_videos, local_path, sha256_uri
+from facevid.udfs.media.storage import list_videos, sha256_uri
 
-LISTING_SCHEMA = ("uri string, source string, license string, identity string, bytes long, mtime double, "
-                  f"listing_error string, {INPUT_FP} string")
-
-
-def _manifest_path(path: str) -> str | None:
-    """A manifest ``path`` normalised (``./`` and ``a/../`` folded, repeated ``/`` collapsed), or
-    ``None`` when it is absolute or leaves the source root."""
-    norm = posixpath.normpath(path.strip())
-    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../") or norm == ".":
-        return None
-    return norm
+LISTING_SCHEMA = ("uri string, source string, license string, identity string, declared_labels string, "
+                  f"bytes long, mtime double, listing_error string, {INPUT_FP} string")
 
 
-def declared_identities(src: Source, rels: list[str]) -> tuple[list[str | None], list[dict[str, Any]]]:
-    """The identity each file's source declares, given the files' paths under the source root
-    (``rel`` of ``list_videos``), and error rows for rejected manifest lines.
-
-    ``folder``: the first folder under the source root (VoxCeleb ``<person>/<video>/<clip>.mp4``,
-    TalkingHead-1KH ``<person>/<clip>.mp4``); a file directly in the root declares none. A CSV
-    manifest with columns ``path`` and ``identity``: ``path`` is relative to the source root and
-    matched exactly after normalisation (``./x.mp4`` = ``x.mp4``), never by bare file name; a line
-    whose path is absolute or leaves the root (``../``) is rejected: it declares nothing and
-    becomes one ``bronze.files`` error row ``manifest_path`` keyed ``<manifest>#<path>``."""
-    if not src.identity:
-        return [None] * len(rels), []
-    if src.identity == "folder":
-        return [r.split("/", 1)[0] if "/" in r else None for r in rels], []
-    with local_path(src.identity) as path:
-        manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if not {"path", "identity"} <= set(manifest.columns):
-        raise ConfigError(f"source {src.name}: identity manifest needs columns path,identity")
-    by_path: dict[str, str] = {}
-    rejected = []
-    for line, (raw, ident) in enumerate(zip(manifest["path"], manifest["identity"], strict=True), start=2):
-        if not raw.strip():
-            continue
-        norm = _manifest_path(raw)
-        if norm is None:
-            rejected.append({"uri": f"{src.identity}#{quote(raw.strip())}", "source": src.name,
-                             "license": src.license, "identity": None, "bytes": None, "mtime": None,
-                             "listing_error": f"manifest_path: {src.identity} line {line}: path {raw.strip()!r} "
-                                              "is absolute or leaves the source root; it declares nothing"})
-        elif ident.strip():
-            by_path[norm] = ident.strip()
-    return [by_path.get(posixpath.normpath(r)) for r in rels], rejected
+def listing_fingerprints(pdf: pd.DataFrame, names: list[str]) -> list[str]:
+    """Each listed file's input fingerprint. ``declared_labels`` counts only where a file has labels,
+    so files without any keep the fingerprint they had before labels existed (no re-hash on upgrade);
+    a labels edit re-hashes and re-probes that file, and nothing downstream whose content is unchanged."""
+    plain = [n for n in names if n != "declared_labels"]
+    return [row_fingerprint(r, plain + ["declared_labels"] * bool(r["declared_labels"]))
+            for r in pdf[names].to_dict("records")]
 
 
 @register
@@ -78,7 +44,7 @@ class IngestFiles(Op):
     default_output = "bronze.files"
     input_key = "uri"
     key = "uri"
-    passthrough = ("uri", "source", "license", "identity", "bytes", "mtime")
+    passthrough = ("uri", "source", "license", "identity", "declared_labels", "bytes", "mtime")
     columns = {"sha256": "string", "video_id": "string"}
     prune = False
 
@@ -91,15 +57,16 @@ class IngestFiles(Op):
                 found = list_videos(src.uri)
             except (FileNotFoundError, ValueError, PermissionError) as exc:
                 raise ConfigError(f"source {src.name}: {exc}") from exc
-            idents, rejected = declared_identities(src, [f["rel"] for f in found])
+            rels = [f["rel"] for f in found]
+            (idents, bad_ids), (labels, bad_labels) = declared_identities(src, rels), declared_labels(src, rels)
             rows += [{"uri": f["uri"], "source": src.name, "license": src.license, "identity": i,
-                      "bytes": f["bytes"], "mtime": f["mtime"], "listing_error": f["error"]}
-                     for f, i in zip(found, idents, strict=True)] + rejected
+                      "declared_labels": lab, "bytes": f["bytes"], "mtime": f["mtime"], "listing_error": f["error"]}
+                     for f, i, lab in zip(found, idents, labels, strict=True)] + bad_ids + bad_labels
         names = [c.split()[0] for c in LISTING_SCHEMA.split(", ")][:-1]
         pdf = pd.DataFrame(rows, columns=names).drop_duplicates("uri")
         pdf["bytes"] = pdf["bytes"].astype("Int64")
         pdf = pdf.astype({"mtime": "float64"}).astype(object).where(pdf.notna(), None)
-        pdf[INPUT_FP] = frame_fingerprints(pdf, names) if len(pdf) else pd.Series(dtype=object)
+        pdf[INPUT_FP] = listing_fingerprints(pdf, names) if len(pdf) else pd.Series(dtype=object)
         return ctx.spark.createDataFrame(pdf, LISTING_SCHEMA)
 
     def row_fn(self, spec: StageSpec) -> RowFn:
