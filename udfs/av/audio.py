@@ -83,8 +83,8 @@ def voice_activity(audio: np.ndarray, mode: int) -> np.ndarray:
 
 
 def per_frame(vad: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-    """Speech per video frame ``k`` (covering ``[k / fps, (k + 1) / fps)``): the VAD frame at
-    the frame's centre."""
+    """Speech per video frame ``k``: the VAD frame holding the middle of the frame's display
+    interval ``[k / fps, (k + 1) / fps)`` (the interval the sync envelope measures)."""
     if not len(vad):
         return np.zeros(n_frames, bool)
     centre = (np.arange(n_frames) + 0.5) / fps

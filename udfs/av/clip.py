@@ -148,6 +148,9 @@ def prepare_clip(path: str, row: dict[str, Any], params: AvParams, with_faces: b
     times, pts = np.asarray(d.times), np.stack(d.points)
     boxes, seen = np.stack(d.boxes), np.asarray(d.seen, bool)
     n = int(math.floor((d.last - d.t0) * d.rate + 1e-6)) + 1
+    if len(times) < 2:
+        raise StageError("too_short", f"{len(times)} landmark frame in the clip: no signals", value=len(times),
+                         threshold=2)
     grid = d.t0 + np.arange(n) / d.rate
     occluded = F.fit_quality(pts, boxes, seen, params.jump)
     size = np.sqrt(boxes[:, 2] * boxes[:, 3])

@@ -3,7 +3,10 @@
 ``correlation`` (the CPU default, no weights): the SyncNet recipe with hand-made features. The
 video feature is the mouth opening series (``SyncInput.mouth_open``, 3-frame moving average),
 the audio feature the speech envelope: RMS of the 300-3000 Hz band (4th-order Butterworth,
-zero phase) over each video frame's interval ``[k / fps, (k + 1) / fps)``. For every offset ``d``
+zero phase) over each video frame's display interval ``[k / fps, (k + 1) / fps)`` (what is heard
+while the frame is seen: a half-frame, 20 ms at 25 fps, after the frame's time; windows centred
+on the frame time measured worse: retalking_face3_aoc moved from -16 to -227 ms, the curve has a
+second peak there). For every offset ``d``
 in ``+-max_offset_frames`` the Pearson correlation of ``mouth[k]`` with ``envelope[k + d]`` is
 averaged over windows of ``window_s`` (hop = a tenth of it) that have speech
 (``SyncInput.speech`` on a quarter of their frames) and a fit on half of them; the best ``d``
@@ -39,7 +42,8 @@ _MIN_SPEECH, _MIN_FIT = 0.25, 0.5  # a window counts with speech on >= 25% and a
 
 
 def envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """Band-passed RMS of ``audio`` over each video frame's interval (``n_frames`` values)."""
+    """Band-passed RMS of ``audio`` over each video frame's display interval ``[k / fps, (k + 1) / fps)``
+    (``n_frames`` values)."""
     from scipy.signal import butter, sosfiltfilt
 
     out = np.zeros(n_frames)
