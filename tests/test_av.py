@@ -11,9 +11,10 @@ The clips (measured with the defaults; numbers in pipeline.yml and udfs/av/param
   audio track of digital silence) and carphone_pristine (no audio stream).
 
 Lip sync is the fragile part: on the shared talking clips the correlation backend is within
-80 ms of 0 (original) and of 400 ms (delayed copy) on retalking_face3_aoc, retalking_face5
-and (original only) retalking_face2; retalking_face1 reads -121 ms, sadtalker_aoc +88 ms and
-retalking_face4 hits the search edge (udfs/av/sync.py). The test uses retalking_face3_aoc.
+80 ms of 0 (original) and of 400 ms (delayed copy) only on retalking_face3_aoc and
+retalking_face5 (and there the original is the more confident only on face3); the others read
++77..+293 ms or hit the search edge (numbers in udfs/av/sync.py). The test uses
+retalking_face3_aoc: the one clip where all three claims hold.
 """
 
 from __future__ import annotations
@@ -304,9 +305,9 @@ def test_talk_signals_separate_talking_clips_from_the_others(av_lake) -> None:
 def test_a_copy_with_its_audio_400ms_late_reads_400ms_with_less_confidence(av_lake) -> None:
     got = av_lake[2]
     original, delayed = got["retalking_face3_aoc"], got[DELAYED]
-    assert original["av_offset_ms"] == pytest.approx(0, abs=80)  # measured -16 ms
-    assert delayed["av_offset_ms"] == pytest.approx(400, abs=80)  # measured +399 ms
-    assert original["av_confidence"] > delayed["av_confidence"] > 0.1  # measured 0.243 vs 0.220
+    assert original["av_offset_ms"] == pytest.approx(0, abs=80)  # measured -15 ms
+    assert delayed["av_offset_ms"] == pytest.approx(400, abs=80)  # measured +401 ms
+    assert original["av_confidence"] > delayed["av_confidence"] > 0.1  # measured 0.238 vs 0.221
     assert original["av_note"] is None and delayed["av_note"] is None
     # the faces side is the same footage
     assert delayed["blink_count"] == original["blink_count"] and delayed["mouth_open"] == original["mouth_open"]

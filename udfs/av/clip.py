@@ -143,7 +143,7 @@ def prepare_clip(path: str, row: dict[str, Any], params: AvParams, with_faces: b
     weights = predictor_file(params.landmarks_path)
     if weights is None:
         raise StageError("missing", "no 68-point landmark model (set landmarks_path or install face-recognition-models)")
-    fitter = Fitter(load_predictor(weights), track, params.face_px, params.face_crop_scale if with_faces else None)
+    fitter = Fitter(load_predictor(weights), track, params.face_crop_scale if with_faces else None)
     d = decode(path, row, track, fitter, params.fps)
     times, pts = np.asarray(d.times), np.stack(d.points)
     boxes, seen = np.stack(d.boxes), np.asarray(d.seen, bool)

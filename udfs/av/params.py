@@ -22,7 +22,6 @@ class AvParams:
     # landmarks
     fps: float = 25.0  # landmark frames per second (a clip with a lower frame rate uses its own)
     landmarks_path: str | None = None  # dlib shape_predictor_68_face_landmarks.dat (None: bundled)
-    face_px: float = 200.0  # frames are converted so that the median face side is about this (px)
     # occlusion: non-rigid landmark residual between consecutive frames / face size. Measured: p99
     # 0.013-0.032 on the 9 clean single-face clips, p95 0.09-0.10 on the crowd and the dark
     # hamilton shots (tiny or side-view faces)
@@ -65,7 +64,6 @@ class AvParams:
             (self.fps > 0, f"fps must be > 0, got {self.fps}"),
             (self.landmarks_path is None or predictor_file(self.landmarks_path) is not None,
              f"landmarks_path {self.landmarks_path} does not exist"),
-            (self.face_px >= 64, f"face_px must be >= 64, got {self.face_px}"),
             (self.jump > 0, f"jump must be > 0, got {self.jump}"),
             (self.ear_baseline_s > 0, f"ear_baseline_s must be > 0, got {self.ear_baseline_s}"),
             (0 < self.eye_closed < self.eye_open, f"need 0 < eye_closed < eye_open, got {self.eye_closed}, "

@@ -15,12 +15,14 @@ fps``: positive = the audio is later than the video. ``confidence`` = the peak's
 median of the curve (SyncNet's "confidence": median minus minimum of its distance curve), in
 correlation units (0-2).
 
-Measured on the shared clips (25 fps landmarks; README of ``tests/test_av.py`` and
-``pipeline.yml``): windowed level correlation beat the whole-clip correlation, derivatives,
-onsets and log envelopes (it put both retalking_face2 and retalking_face3_aoc within one
-frame of 0 ms, and their copies with the audio delayed 400 ms within one frame of 400 ms);
-on short clips with little speech the curve is flat and the offset unreliable: read
-``confidence``.
+Measured on the shared clips (25 fps landmarks, ``tests/test_av.py``): windowed level
+correlation beat whole-clip correlation, derivatives, onsets, log envelopes, outer-lip and
+multi-feature ridge variants, but it is fragile on 5-8 s clips: the curve often has a second
+peak. Original / copy with the audio remuxed 400 ms later: retalking_face3_aoc -15 / +401 ms
+(confidence 0.238 / 0.221), retalking_face5 -30 / +372, sadtalker_aoc +77 / +468,
+retalking_face2 +293 / +396, retalking_face1 +268 / +678, retalking_face4 +600 / -600 (the
+search edge); lp_d20 reads +279 ms at the highest confidence seen (0.67) and may really be
+off. Confidence on talking clips: 0.18-0.67. Read ``confidence`` before trusting an offset.
 """
 
 from __future__ import annotations
