@@ -342,3 +342,18 @@ def test_hostile_rows_become_error_rows(av_lake, hostile_videos: dict[str, Path]
     out = run(records)
     assert [ok for ok, _ in out] == [False] * 4
     assert [e.category for _, e in out] == ["too_short", "decode", "decode", "no_face"]
+
+
+def test_face_crops_for_backends_that_need_faces(av_lake) -> None:
+    from facevid.udfs.av.clip import prepare_clip
+
+    ctx = av_lake[0]
+    row = rows(ctx, "SELECT f.*, c.video_uri, c.start_s, c.end_s FROM silver_faces f JOIN silver_clips c "
+                    "USING (clip_id) WHERE c.video_uri LIKE '%retalking_face3_aoc.mp4'")[0]
+    prep = prepare_clip(row["video_uri"], row, P, with_faces=True)
+    faces = prep.sync.faces
+    assert faces.shape == (125, 224, 224, 3) and faces.dtype == np.uint8
+    upper, lower = faces[:, :112].astype(float), faces[:, 112:].astype(float)
+    # the mouth (in the lower half) moves: the lower half changes more from frame to frame
+    assert np.abs(np.diff(lower, axis=0)).mean() > np.abs(np.diff(upper, axis=0)).mean()
+    assert prepare_clip(row["video_uri"], row, P).sync.faces is None  # only collected when asked
