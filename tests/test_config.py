@@ -28,7 +28,7 @@ def base_doc() -> dict:
 def test_repo_pipeline_loads_in_dependency_order() -> None:
     cfg = load_config(REPO / "pipeline.yml")
     order = [s.name for s in cfg.ordered()]
-    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "embed", "identities", "gold"]
+    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "embed", "av", "identities", "gold"]
     assert cfg.stages["gold"].inputs[0] == "silver.clips" and len(cfg.stages["gold"].inputs) == 6
     assert Path(cfg.stages["gold"].params.expectations_path).is_dir()
     assert cfg.stages["faces"].params.sample_fps == 2.0
