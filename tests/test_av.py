@@ -7,6 +7,8 @@ The clips (measured with the defaults; numbers in pipeline.yml and udfs/av/param
   the lip-sync clip: the correlation backend puts it at -16 ms, and its copy with the audio
   remuxed 400 ms later at +399 ms) and retalking_face1 (VAD 0.60, two head turns at 1.5 s and
   3.5 s, a variable frame rate averaging 22.1 fps, video starting 33 ms after its audio);
+- lp_d20 (LivePortrait driving clip): the one talking clip whose sync peak stands out from mismatched
+  audio (av_sync_z 3.8 >= sync_min_z, at +279 ms: its audio may really be late);
 - NOT talking: lp_d18 (a LivePortrait expression clip: big mouth movements, 2 blinks, but an
   audio track of digital silence) and carphone_pristine (no audio stream).
 
@@ -37,8 +39,9 @@ from facevid.udfs.av.sync import CorrelationBackend, envelope, sync_backend
 from facevid.udfs.av.sync_api import SyncInput
 from facevid.udfs.media.video import VideoSpan
 
-CLIPS = ("retalking_face3_aoc", "retalking_face1", "lp_d18", "carphone_pristine")
-TALKING, SILENT_TRACK, NO_AUDIO = ("retalking_face3_aoc", "retalking_face1"), "lp_d18", "carphone_pristine"
+CLIPS = ("retalking_face3_aoc", "retalking_face1", "lp_d18", "carphone_pristine", "lp_d20")
+TALKING, SILENT_TRACK, NO_AUDIO = ("retalking_face3_aoc", "retalking_face1", "lp_d20"), "lp_d18", "carphone_pristine"
+SIGNIFICANT = "lp_d20"  # the one talking clip whose sync peak stands out from mismatched audio
 DELAYED = "face3_delayed"
 P = AvParams()
 
@@ -225,6 +228,7 @@ def test_the_correlation_backend_finds_a_known_offset_and_says_why_not() -> None
         r = be.score([synthetic_talk(delay)])[0]
         # the envelope of frame k covers its display interval [k, k + 1) / fps: -20 ms at 25 fps
         assert r.offset_ms == pytest.approx(delay - 20, abs=15) and r.confidence > 0.3 and r.note is None
+        assert r.z > 2.5  # measured 2.8-3.3 (8 s of a random mouth series)
         assert len(r.curve) == 31
     silent = synthetic_talk(0)
     silent.audio, silent.speech = np.zeros_like(silent.audio), np.zeros(len(silent.mouth_open), bool)
@@ -278,7 +282,7 @@ def av_lake(engine, shared_videos: Path, tmp_path_factory):
 
 def test_every_clip_gets_a_row_and_no_error(av_lake) -> None:
     _, reports, got = av_lake
-    assert reports["av"].pending == 5 and reports["av"].errors == 0
+    assert reports["av"].pending == 6 and reports["av"].errors == 0
     assert set(got) == {*CLIPS, DELAYED}
     for name, r in got.items():
         assert r["error"] is None and r["av_backend"] == "correlation" and r["av_ms"] > 0, name
@@ -309,6 +313,9 @@ def test_a_copy_with_its_audio_400ms_late_reads_400ms_with_less_confidence(av_la
     assert delayed["av_offset_ms"] == pytest.approx(400, abs=80)  # measured +401 ms
     assert original["av_confidence"] > delayed["av_confidence"] > 0.1  # measured 0.238 vs 0.221
     assert original["av_note"] is None and delayed["av_note"] is None
+    # ... but neither peak stands out from mismatched audio on 5 s: no offset to judge (z -0.0, 0.8)
+    assert original["av_sync_z"] < P.sync_min_z and delayed["av_sync_z"] < P.sync_min_z
+    assert original["av_sync_reliable"] is False and delayed["av_sync_reliable"] is False
     # the faces side is the same footage
     assert delayed["blink_count"] == original["blink_count"] and delayed["mouth_open"] == original["mouth_open"]
 
@@ -357,3 +364,33 @@ def test_face_crops_for_backends_that_need_faces(av_lake) -> None:
     # the mouth (in the lower half) moves: the lower half changes more from frame to frame
     assert np.abs(np.diff(lower, axis=0)).mean() > np.abs(np.diff(upper, axis=0)).mean()
     assert prepare_clip(row["video_uri"], row, P).sync.faces is None  # only collected when asked
+
+
+def test_sync_significance_against_mismatched_audio(av_lake) -> None:
+    from facevid.udfs.av.clip import Prepared, finish, prepare_clip
+
+    ctx, _, got = av_lake
+    r = got[SIGNIFICANT]  # the sharpest curve of the shared clips: +279 ms at z 3.8 (maybe really off)
+    assert r["av_offset_ms"] == pytest.approx(280, abs=40) and r["av_sync_z"] >= P.sync_min_z
+    assert r["av_sync_reliable"] is True and r["av_note"] is None
+    assert got[SILENT_TRACK]["av_sync_reliable"] is False and got[NO_AUDIO]["av_sync_reliable"] is None
+    assert got[SILENT_TRACK]["av_sync_z"] is None and got[NO_AUDIO]["av_sync_z"] is None
+    # the same mouth with another talking clip's audio (speech, same rhythm class): unreliable
+    preps = {}
+    for name in (SIGNIFICANT, "retalking_face3_aoc"):
+        row = rows(ctx, "SELECT f.*, c.video_uri, c.start_s, c.end_s FROM silver_faces f JOIN silver_clips c "
+                        f"USING (clip_id) WHERE c.video_uri LIKE '%{name}.mp4'")[0]
+        preps[name] = prepare_clip(row["video_uri"], row, P)
+    be = sync_backend("correlation", P)
+    for mouth, voice in ((SIGNIFICANT, "retalking_face3_aoc"), ("retalking_face3_aoc", SIGNIFICANT)):
+        prep = preps[mouth]
+        swapped = SyncInput(fps=prep.sync.fps, mouth_open=prep.sync.mouth_open, speech=prep.sync.speech,
+                            audio=np.resize(preps[voice].sync.audio, len(prep.sync.audio)))
+        result = be.score([swapped])[0]
+        out = finish(Prepared(prep.columns, swapped, 0.0), result, be.name, 0.0, P.sync_min_z)
+        assert result.z < 2.0 and out["av_sync_reliable"] is False, (mouth, voice, result.z)  # measured 0.5, 1.5
+    # a peak on the search edge is no confident offset, whatever its z
+    edge = be.score([synthetic_talk(800.0)])[0]
+    assert edge.offset_ms == pytest.approx(600, abs=1) and "search edge" in edge.note
+    out = finish(Prepared({"has_speech": True}, synthetic_talk(800.0), 0.0), edge, be.name, 0.0, -100.0)
+    assert out["av_sync_reliable"] is False

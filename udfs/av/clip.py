@@ -52,6 +52,11 @@ AV_COLUMNS: dict[str, str] = {
     "loudness_lufs": "double",
     "av_offset_ms": "double",
     "av_confidence": "double",
+    # z-score of the sync peak against mismatched audio (the correlation backend; null for others)
+    "av_sync_z": "double",
+    # has_speech and av_sync_z >= params.sync_min_z and the peak inside the search range: an
+    # offset to judge (gold's lip_sync rule uses it as `when`); null when not assessed
+    "av_sync_reliable": "boolean",
     "av_backend": "string",
     "av_note": "string",
     "av_ms": "double",
@@ -176,13 +181,22 @@ def prepare_clip(path: str, row: dict[str, Any], params: AvParams, with_faces: b
     return Prepared(columns, sync, (time.perf_counter() - t_start) * 1000.0)
 
 
-def finish(prep: Prepared, result: SyncResult | None, backend: str, infer_ms: float) -> dict[str, Any]:
-    """The ``AV_COLUMNS`` row of a prepared clip and its sync result."""
+def finish(prep: Prepared, result: SyncResult | None, backend: str, infer_ms: float,
+           min_z: float | None = None) -> dict[str, Any]:
+    """The ``AV_COLUMNS`` row of a prepared clip and its sync result; ``min_z``: the floor of
+    ``av_sync_z`` for ``av_sync_reliable`` (None: ``AvParams.sync_min_z``'s default)."""
     row = dict(prep.columns)
+    row.update(av_sync_z=None, av_sync_reliable=None)
     if prep.sync is None:
         row.update(av_offset_ms=None, av_confidence=None, av_note="no audio")
     else:
         assert result is not None
-        row.update(av_offset_ms=result.offset_ms, av_confidence=result.confidence, av_note=result.note)
+        floor = AvParams.sync_min_z if min_z is None else min_z
+        row.update(av_offset_ms=result.offset_ms, av_confidence=result.confidence, av_note=result.note,
+                   av_sync_z=result.z)
+        if row.get("has_speech") is False or result.offset_ms is None:
+            row["av_sync_reliable"] = False
+        elif result.z is not None:
+            row["av_sync_reliable"] = bool(row.get("has_speech")) and result.note is None and result.z >= floor
     row.update(av_backend=backend, av_ms=prep.prepare_ms + infer_ms)
     return row

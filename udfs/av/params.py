@@ -54,6 +54,12 @@ class AvParams:
     max_offset_frames: int = 15  # offsets searched: +-this many landmark frames (+-600 ms at 25 fps)
     sync_window_s: float = 2.0  # correlation: windows whose curves are averaged (1.5 and 3 s did worse)
     min_sync_frames: int = 25  # fewer landmark frames with speech and a fit: null offset
+    # correlation: null curves per kind (envelope circularly shifted; time-reversed) for av_sync_z
+    sync_null_curves: int = 24
+    # av_sync_reliable = has_speech, av_sync_z >= this and the peak inside the search range. Measured
+    # (udfs/av/sync.py): 90 mouth/other-clip-audio pairs of the 9 talking clips reach z <= 3.4
+    # (1 of 90 above 3.0); true pairs 3.8-4.4 only on lp_d20, -0.8..2.3 on the others
+    sync_min_z: float = 3.0
     syncnet_path: str | None = None  # SyncNet weights (local, s3://, dbfs:/); required for sync: syncnet
     syncnet_batch: int = 64  # SyncNet windows per forward pass
     face_crop_scale: float = 1.4  # SyncNet face crops: square of this x the face box's longer side
@@ -79,6 +85,7 @@ class AvParams:
             (self.max_offset_frames >= 1, f"max_offset_frames must be >= 1, got {self.max_offset_frames}"),
             (self.sync_window_s > 0, f"sync_window_s must be > 0, got {self.sync_window_s}"),
             (self.min_sync_frames >= 2, f"min_sync_frames must be >= 2, got {self.min_sync_frames}"),
+            (self.sync_null_curves >= 8, f"sync_null_curves must be >= 8, got {self.sync_null_curves}"),
             (self.sync != "syncnet" or bool(self.syncnet_path), "syncnet_path is required for sync: syncnet"),
             (self.syncnet_batch >= 1, f"syncnet_batch must be >= 1, got {self.syncnet_batch}"),
             (self.face_crop_scale >= 1, f"face_crop_scale must be >= 1, got {self.face_crop_scale}"),

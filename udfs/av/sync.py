@@ -13,16 +13,31 @@ averaged over windows of ``window_s`` (hop = a tenth of it) that have speech
 (refined to a fraction of a frame by a parabola through the peak) gives ``offset_ms = d * 1000 /
 fps``: positive = the audio is later than the video. ``confidence`` = the peak's margin over the
 median of the curve (SyncNet's "confidence": median minus minimum of its distance curve), in
-correlation units (0-2).
+correlation units (0-2). A peak on the first or last searched offset is reported with ``note``
+"peak at the search edge" (the true offset may lie beyond; not a confident offset).
 
-Measured on the shared clips (25 fps landmarks, ``tests/test_av.py``): windowed level
-correlation beat whole-clip correlation, derivatives, onsets, log envelopes, outer-lip and
-multi-feature ridge variants, but it is fragile on 5-8 s clips: the curve often has a second
-peak. Original / copy with the audio remuxed 400 ms later: retalking_face3_aoc -15 / +401 ms
-(confidence 0.238 / 0.221), retalking_face5 -30 / +372, sadtalker_aoc +77 / +468,
-retalking_face2 +293 / +396, retalking_face1 +268 / +678, retalking_face4 +600 / -600 (the
-search edge); lp_d20 reads +279 ms at the highest confidence seen (0.67) and may really be
-off. Confidence on talking clips: 0.18-0.67. Read ``confidence`` before trusting an offset.
+Significance (``SyncResult.z`` -> ``av_sync_z``): the same curve is computed for
+``null_curves`` circular shifts of the envelope (by >= ``max_offset + 5`` frames) and as many of
+the time-reversed envelope (mismatched audio with the same level distribution and rhythm);
+``z`` = (peak - mean of their peaks) / their std. ~50 curves cost ~0.12 ms a landmark frame on
+numpy (the landmarks cost ~2 ms). ``confidence`` does not separate right from wrong offsets
+(0.18-0.67 on talking clips whatever the offset); ``z`` is calibrated against mismatched audio:
+the 90 pairs (mouth of one talking clip, audio of another of the 9) reach z <= 2.9, none >= 3.
+
+Measured on the shared talking clips (25 fps landmarks; original / audio shifted +400 / -400 ms,
+offset ms and z): retalking_face3_aoc -16 / +402 / -421 (z -0.0 / 0.8 / 0.8), retalking_face5
+-31 / +374 / -427 (1.3 / 1.0 / 1.3), sadtalker_aoc +78 / +468 / -327 (0.8 / 0.9 / 0.7),
+retalking_face2 +294 / +397 / -409 (0.6 / 0.4 / 0.6), retalking_face1 +269 / edge / -525
+(1.0 / 0.9 / 1.4), retalking_face4 edge / edge / +239 (1.1 / -0.8 / 1.6), lp_d20 +279 / edge /
+-121 (3.8 / -0.5 / 4.4), lp_d11 -80 / edge / -479 (-0.6 / 0.0 / -0.8), lp_s13 +194 / edge /
+-204 (0.5 / 2.3 / -0.1). On 4-9 s clips only lp_d20's peak stands out from mismatched audio
+(its curve is sharp and self-consistent: +279 then -121 with the audio 400 ms earlier, so its
+audio may really be ~280 ms late); the others' curves are quasi-periodic (syllable rhythm,
+~250 ms) with several peaks of similar height. Tried and not adopted (same search, see the
+report of branch sync2): log envelope (more shift-consistent over +-1 s, 8/9 vs 6/9 clips, but
+moves retalking_face2 to +538 and a remuxed delay's leading silence dominates the log), outer
+lip, inner+outer, lip areas, mouth/envelope velocities and positive parts, Spearman, 1-5 s
+windows: none better on the originals.
 """
 
 from __future__ import annotations
@@ -60,36 +75,59 @@ def envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> 
     return np.sqrt((csum[edges[1:]] - csum[edges[:-1]]) / n)
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 5:
-        return math.nan
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
-    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else math.nan
+def offset_curves(mouth: np.ndarray, envs: np.ndarray, speech: np.ndarray, max_offset: int, window: int) -> np.ndarray:
+    """Mean windowed correlation of ``mouth[k]`` with ``envs[r, k + d]`` for each envelope row ``r``
+    and ``d`` in ``-max_offset..max_offset``: shape ``(R, 2 * max_offset + 1)``, NaN where no window
+    qualifies. Windows of ``window`` frames (hop = a tenth) count where ``speech`` is on a quarter
+    and a fit (finite ``mouth``) on half of their frames; a window's pairs with no fit are left out."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    envs = np.atleast_2d(np.asarray(envs, np.float64))
+    n = len(mouth)
+    w = max(5, min(window, n))
+    offsets = np.arange(-max_offset, max_offset + 1)
+    out = np.full((len(envs), len(offsets)), np.nan)
+    starts = np.arange(0, n - w + 1, max(1, w // 10))
+    seg = sliding_window_view(np.asarray(mouth, np.float64), w)[starts]
+    fit = np.isfinite(seg)
+    keep = (fit.mean(1) >= _MIN_FIT) & (sliding_window_view(speech.astype(np.float64), w)[starts].mean(1) >= _MIN_SPEECH)
+    if not keep.any():
+        return out
+    starts, fit = starts[keep], fit[keep].astype(np.float64)
+    m = np.where(fit > 0, seg[keep], 0.0)
+    idx = starts[None, :] + offsets[:, None]  # (offsets, windows): where the envelope window starts
+    inside = (idx >= 0) & (idx + w <= n)
+    cnt = fit.sum(1)
+    m_mean = m.sum(1) / cnt
+    m_var = (m * m).sum(1) - cnt * m_mean**2
+    for r, env in enumerate(envs):
+        e = sliding_window_view(env, w)[np.clip(idx, 0, n - w)] * fit  # (offsets, windows, w)
+        e_mean = e.sum(2) / cnt
+        cov = (m * e).sum(2) - cnt * m_mean * e_mean
+        den = np.sqrt(np.maximum(m_var * ((e * e).sum(2) - cnt * e_mean**2), 0.0))
+        ok = inside & (den > 1e-12) & (cnt >= 5)
+        corr = np.where(ok, cov / np.where(ok, den, 1.0), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[r] = np.where(ok.any(1), corr.sum(1) / ok.sum(1), np.nan)
+    return out
 
 
 def offset_curve(mouth: np.ndarray, env: np.ndarray, speech: np.ndarray, max_offset: int, window: int) -> np.ndarray:
-    """Mean windowed correlation of ``mouth[k]`` with ``env[k + d]`` for ``d`` in
-    ``-max_offset..max_offset`` (NaN where no window qualifies)."""
-    n = len(mouth)
-    window = max(5, min(window, n))
-    hop = max(1, window // 10)
-    sums, counts = np.zeros(2 * max_offset + 1), np.zeros(2 * max_offset + 1)
-    for s in range(0, n - window + 1, hop):
-        seg = mouth[s:s + window]
-        if np.isfinite(seg).mean() < _MIN_FIT or speech[s:s + window].mean() < _MIN_SPEECH:
-            continue
-        for j, d in enumerate(range(-max_offset, max_offset + 1)):
-            lo, hi = s + d, s + d + window
-            if lo < 0 or hi > n:
-                continue
-            c = _corr(seg, env[lo:hi])
-            if math.isfinite(c):
-                sums[j] += c
-                counts[j] += 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
+    """``offset_curves`` of one envelope: shape ``(2 * max_offset + 1,)``."""
+    return offset_curves(mouth, env[None], speech, max_offset, window)[0]
+
+
+def null_envelopes(env: np.ndarray, max_offset: int, k: int) -> np.ndarray:
+    """Mismatched audio for the significance test: ``k`` circular shifts of ``env`` by at least
+    ``max_offset + 5`` frames each way, and ``k`` circular shifts of the time-reversed ``env``
+    (same level distribution and rhythm, no relation to the mouth)."""
+    n = len(env)
+    rows = []
+    lo, hi = max_offset + 5, n - max_offset - 5
+    if hi >= lo:
+        rows += [np.roll(env, int(s)) for s in np.unique(np.linspace(lo, hi, k).round())]
+    rows += [np.roll(env[::-1], int(s)) for s in np.unique(np.linspace(0, n - 1, k).round())]
+    return np.stack(rows)
 
 
 def _refine(curve: np.ndarray, i: int) -> float:
@@ -108,8 +146,10 @@ class CorrelationBackend:
     name = "correlation"
     needs_faces = False
 
-    def __init__(self, max_offset_frames: int = 15, window_s: float = 2.0, min_frames: int = 25) -> None:
+    def __init__(self, max_offset_frames: int = 15, window_s: float = 2.0, min_frames: int = 25,
+                 null_curves: int = 24) -> None:
         self.max_offset, self.window_s, self.min_frames = max_offset_frames, window_s, min_frames
+        self.null_curves = null_curves
 
     def score(self, batch: list[SyncInput]) -> list[SyncResult]:
         return [self.score_one(x) for x in batch]
@@ -125,13 +165,29 @@ class CorrelationBackend:
             return SyncResult(None, None, "no speech")
         if int((speech & np.isfinite(mouth)).sum()) < self.min_frames:
             return SyncResult(None, None, "too few landmark frames")
-        curve = offset_curve(mouth, env, speech, self.max_offset, round(self.window_s * x.fps))
+        curves = offset_curves(mouth, np.vstack([env, null_envelopes(env, self.max_offset, self.null_curves)]),
+                               speech, self.max_offset, round(self.window_s * x.fps))
+        curve = curves[0]
         if not np.isfinite(curve).any():
             return SyncResult(None, None, "too few landmark frames")
         i = int(np.nanargmax(curve))
         peak = _refine(curve, i) - self.max_offset
-        return SyncResult(offset_ms=peak * 1000.0 / x.fps, confidence=float(curve[i] - np.nanmedian(curve)),
-                          curve=[float(c) if math.isfinite(c) else math.nan for c in curve])
+        edge = i in (0, len(curve) - 1)
+        note = f"peak at the search edge (+-{self.max_offset} frames): the offset may lie beyond it" if edge else None
+        return SyncResult(offset_ms=peak * 1000.0 / x.fps, confidence=float(curve[i] - np.nanmedian(curve)), note=note,
+                          curve=[float(c) if math.isfinite(c) else math.nan for c in curve],
+                          z=significance(float(curve[i]), curves[1:]))
+
+
+def significance(peak: float, null_curves: np.ndarray) -> float | None:
+    """z-score of a curve's peak against the peaks of the ``null_curves`` (mismatched audio);
+    None when fewer than 8 null curves have a peak or they all peak alike."""
+    with np.errstate(all="ignore"):
+        peaks = np.nanmax(np.where(np.isfinite(null_curves), null_curves, -np.inf), axis=1)
+    peaks = peaks[np.isfinite(peaks)]
+    if len(peaks) < 8 or float(peaks.std()) <= 1e-9:
+        return None
+    return float((peak - peaks.mean()) / peaks.std())
 
 
 def _syncnet_class() -> Any:
@@ -152,7 +208,8 @@ def needs_faces(name: str) -> bool:
 def sync_backend(name: str, params: AvParams, device: str = "cpu") -> SyncBackend:
     """The lip-sync backend ``name`` (``correlation`` | ``syncnet``) built from the stage params."""
     if name == "correlation":
-        return CorrelationBackend(params.max_offset_frames, params.sync_window_s, params.min_sync_frames)
+        return CorrelationBackend(params.max_offset_frames, params.sync_window_s, params.min_sync_frames,
+                                  params.sync_null_curves)
     if name == "syncnet":
         return _syncnet_class()(weights_path=params.syncnet_path, device=device, batch=params.syncnet_batch)
     raise ValueError(f"unknown sync backend {name!r} (known: correlation, syncnet)")

@@ -38,6 +38,9 @@ class SyncResult:
     confidence: float | None
     note: str | None = None  # e.g. "no audio", "no speech", "too few landmark frames"
     curve: list[float] = field(default_factory=list)  # score per searched offset (diagnostics)
+    # significance of the peak: z-score against the same statistic with mismatched audio (None:
+    # the backend does not measure it)
+    z: float | None = None
 
 
 class SyncBackend(Protocol):

@@ -63,7 +63,7 @@ class AvSignals(BatchOp):
         p: AvParams = spec.params
         if p.sync == "syncnet":
             return (self.name, p.sync, p.syncnet_path, p.syncnet_batch, device)
-        return (self.name, p.sync, p.max_offset_frames, p.sync_window_s, p.min_sync_frames)
+        return (self.name, p.sync, p.max_offset_frames, p.sync_window_s, p.min_sync_frames, p.sync_null_curves)
 
     def load(self, spec: StageSpec, device: str) -> Any:
         return sync_backend(spec.params.sync, spec.params, device)
@@ -82,5 +82,5 @@ class AvSignals(BatchOp):
         out, it_results = [], iter(results)
         for it in items:
             result = next(it_results) if it.sync is not None else None
-            out.append(finish(it, result, model.name, share if result is not None else 0.0))
+            out.append(finish(it, result, model.name, share if result is not None else 0.0, params.sync_min_z))
         return out
