@@ -46,7 +46,13 @@ def stage_inputs(spec: Any, op: Any, lake: str) -> list[dict[str, Any]]:
     if spec.op == "ingest.files":  # the listing: bronze.files holds its columns
         files = read_table(lake, spec.output)
         frame = files[list(op.passthrough)].assign(listing_error=None)
-    elif isinstance(op, ClipTrackOp):
+    elif spec.op == "caption.annotate":  # clip_join_frame: the crops joined with av and quality
+        frame = good_rows(read_table(lake, spec.inputs[0]))
+        for table in spec.inputs[1:]:
+            other = good_rows(read_table(lake, table))
+            frame = frame.merge(other[["clip_id", *[c for c in other.columns if c not in frame.columns]]],
+                                on="clip_id", how="inner")
+    elif isinstance(op, ClipTrackOp) or spec.op == "av.signals":
         faces, clips = (good_rows(read_table(lake, t)) for t in spec.inputs[:2])
         frame = faces.merge(clips[["clip_id", *CLIP_CONTEXT]], on="clip_id", how="inner")
     else:
@@ -76,10 +82,16 @@ def run_loops(cfg: Any, lake: str, scratch: Path) -> dict[str, dict[str, Any]]:
             op.root = str(scratch / spec.name)
         fn = op.row_fn(spec)
         t0 = time.perf_counter()
-        run_row(warm, rows[0], None)
-        first = time.perf_counter() - t0
-        t0, cpu0 = time.perf_counter(), cpu_s()
-        outcomes = [run_row(fn, r, None) for r in rows]
+        if getattr(fn, "batched", False):  # a batch op: prefetch + batches, as the engine runs it
+            warm(rows[:1])
+            first = time.perf_counter() - t0
+            t0, cpu0 = time.perf_counter(), cpu_s()
+            outcomes = fn(rows)
+        else:
+            run_row(warm, rows[0], None)
+            first = time.perf_counter() - t0
+            t0, cpu0 = time.perf_counter(), cpu_s()
+            outcomes = [run_row(fn, r, None) for r in rows]
         out[spec.name] = {"rows": len(rows), "ok": sum(ok for ok, _ in outcomes),
                           "seconds": time.perf_counter() - t0, "cpu_s": cpu_s() - cpu0, "first_row_s": first}
     return out

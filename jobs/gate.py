@@ -88,16 +88,20 @@ def load_suite(path: Path, params: Any) -> dict[str, Any]:
 
 def rule_expectations(params: Any, columns: Any) -> list[dict[str, Any]]:
     """One gold expectation per declared selection rule whose column gold carries (gold must
-    satisfy what selected it)."""
+    satisfy what selected it). A rule with ``when`` is checked on ``gate_rule_<name>``, its column
+    where the condition holds and null elsewhere (``with_gate_columns``)."""
     out = []
     for rule in params.rules.values():
-        if rule.column not in columns:
+        if rule.column not in columns or (rule.when and rule.when not in columns):
             continue
+        column = f"gate_rule_{rule.name}" if rule.when else rule.column
+        if rule.is_null is not None and rule.when:
+            continue  # null means "not judged" in a conditional column
         if rule.is_null is not None:
             name = "expect_column_values_to_be_null" if rule.is_null else "expect_column_values_to_not_be_null"
-            kwargs: dict[str, Any] = {"column": rule.column}
+            kwargs: dict[str, Any] = {"column": column}
         else:
-            name, kwargs = "expect_column_values_to_be_between", {"column": rule.column}
+            name, kwargs = "expect_column_values_to_be_between", {"column": column}
             kwargs.update({k: v for k, v in (("min_value", rule.min), ("max_value", rule.max)) if v is not None})
         out.append({"expectation": name, "kwargs": kwargs, "severity": "error", "why": f"rule {rule.name}"})
     return out
@@ -147,13 +151,39 @@ def validate_frame(df: Any, suite: dict[str, Any]) -> dict[str, Any]:
             "success": not any(r["severity"] == "error" for r in failed), "results": results}
 
 
-def with_gate_columns(sdf: Any) -> Any:
-    """The candidate plus per-identity clip and split counts computed here, not trusted from it."""
+def with_gate_columns(sdf: Any, rules: Any = (), vocabulary: dict[str, list[str]] | None = None) -> Any:
+    """The candidate plus what the gate computes itself rather than trusting it: per-identity clip
+    and split counts, ``gate_rule_<name>`` for conditional rules, and ``gate_<attr>_outside`` (array
+    elements outside the vocabulary) for each array attribute gold carries."""
     from pyspark.sql import functions as F
 
     per = sdf.groupBy("identity_id").agg(F.count("*").alias("gate_identity_clips"),
                                          F.countDistinct("split").alias("gate_identity_splits"))
-    return sdf.join(per, on="identity_id", how="left")
+    out = sdf.join(per, on="identity_id", how="left")
+    for rule in rules:
+        if rule.when and {rule.when, rule.column} <= set(sdf.columns):
+            out = out.withColumn(f"gate_rule_{rule.name}", F.when(F.col(rule.when), F.col(rule.column)))
+    types = dict(sdf.dtypes)
+    for attr, options in (vocabulary or {}).items():
+        if types.get(attr, "").startswith("array"):
+            outside = F.size(F.filter(F.col(attr), _not_in(options)))
+            out = out.withColumn(f"gate_{attr}_outside", F.coalesce(outside, F.lit(0)))
+    return out
+
+
+def _not_in(options: list[str]) -> Any:
+    return lambda x: ~x.isin(*options)
+
+
+def gate_vocabulary(ctx: Any) -> dict[str, list[str]]:
+    """Options per attribute of the vocabulary the caption stage uses (the packaged one without it)."""
+    from facevid.udfs.annotate.captioner import CaptionParams
+    from facevid.udfs.annotate.vocabulary import load_vocabulary
+
+    path = next((s.params.vocabulary_path for s in ctx.cfg.stages.values() if isinstance(s.params, CaptionParams)),
+                None)
+    vocab = load_vocabulary(path)
+    return {name: list(a.options) for name, a in vocab.attributes.items()}
 
 
 def _write_result(ctx: Any, spec: StageSpec, doc: dict[str, Any]) -> str:
@@ -197,11 +227,13 @@ def gate_gold(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str, A
         if not shrink["success"]:
             raise GateError(spec.name, shrink["message"], "-")
         return {"success": True, "suites": [], "shrink": shrink}
-    root = {**vars(params), "stages": {n: s.params for n, s in ctx.cfg.stages.items()}}
+    vocabulary = gate_vocabulary(ctx)
+    root = {**vars(params), "stages": {n: s.params for n, s in ctx.cfg.stages.items()}, "vocabulary": vocabulary}
     from facevid.jobs.stages.gold.select import GOLD_COLUMNS
 
     schema = ", ".join(f"{c} {t}" for c, t in GOLD_COLUMNS.items())
-    gold_sdf = with_gate_columns(ctx.spark.createDataFrame(candidate[list(GOLD_COLUMNS)], schema))
+    gold_sdf = with_gate_columns(ctx.spark.createDataFrame(candidate[list(GOLD_COLUMNS)], schema),
+                                 params.rules.values(), vocabulary)
     reports = []
     folder = Path(params.expectations_path)
     for name in params.gate.suites or sorted(p.stem for p in folder.glob("*.yml")):

@@ -28,8 +28,8 @@ def base_doc() -> dict:
 def test_repo_pipeline_loads_in_dependency_order() -> None:
     cfg = load_config(REPO / "pipeline.yml")
     order = [s.name for s in cfg.ordered()]
-    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "embed", "av", "identities", "gold"]
-    assert cfg.stages["gold"].inputs[0] == "silver.clips" and len(cfg.stages["gold"].inputs) == 6
+    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "embed", "av", "identities", "caption", "gold"]
+    assert cfg.stages["gold"].inputs[0] == "silver.clips" and len(cfg.stages["gold"].inputs) == 8
     assert Path(cfg.stages["gold"].params.expectations_path).is_dir()
     assert cfg.stages["faces"].params.sample_fps == 2.0
     assert cfg.stages["split"].params.min_clip_s == 2.0

@@ -37,7 +37,8 @@ class SignalThresholds:
     talk_min_confidence: float | None = None  # lip-sync confidence floor for Talk (None: not required)
     smile_frac: float = 0.3  # share of frames whose smile score is above the av stage's smile level
     close_eyes_s: float = 0.6  # both eyes closed at least this long (blinks last 0.1-0.4 s)
-    ear_closed: float = 0.18  # eye aspect ratio under which an eye counts as closed
+    eye_closed: float = 0.7  # an eye is closed when its aspect ratio is under this x the clip's median
+                             # (its open level; the av stage's blink rule, relative to a rolling median)
     wink: int = 1  # winks counted by the av stage
     nod: int = 1  # pitch oscillations counted by the av stage
     shake: int = 1  # yaw oscillations
@@ -67,13 +68,16 @@ def _num(row: dict[str, Any], key: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _longest_closed_s(row: dict[str, Any], ear_closed: float) -> float | None:
-    """Longest run of frames with both eyes' aspect ratio under ``ear_closed``, in seconds."""
+def _longest_closed_s(row: dict[str, Any], eye_closed: float) -> float | None:
+    """Longest run of frames with both eyes under ``eye_closed`` x their clip median, in seconds."""
     left, right, fps = row.get("ear_left"), row.get("ear_right"), _num(row, "landmarks_fps")
-    if left is None or right is None or not fps:
+    if left is None or right is None or not fps or not len(left) or len(left) != len(right):
         return None
-    both = np.fmax(np.asarray(left, np.float64), np.asarray(right, np.float64))  # NaN-tolerant
-    closed = np.nan_to_num(both, nan=1.0) < ear_closed
+    ears = np.stack([np.asarray(left, np.float64), np.asarray(right, np.float64)])
+    with np.errstate(all="ignore"):
+        level = np.nanmedian(ears, axis=1, keepdims=True)
+        rel = np.nan_to_num(ears / level, nan=1.0)  # a failed fit (NaN) is not a closed eye
+    closed = (rel < eye_closed).all(axis=0)
     best = run = 0
     for c in closed:
         run = run + 1 if c else 0
@@ -93,7 +97,7 @@ def actions(row: dict[str, Any], t: SignalThresholds) -> tuple[list[str], dict[s
     smile = _num(row, "smile_frac")
     if smile is not None and smile >= t.smile_frac:
         out.append("Smile")
-    closed = _longest_closed_s(row, t.ear_closed)
+    closed = _longest_closed_s(row, t.eye_closed)
     if closed is not None and closed >= t.close_eyes_s:
         out.append("Close Eyes")
     counts = {k: int(row.get(f"{k}_count") or 0) for k in ("wink", "nod", "shake", "tilt")}

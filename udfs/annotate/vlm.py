@@ -297,10 +297,24 @@ class VlmCaptioner:
                                f"left padding")
         return inputs
 
-    def _generate_batch(self, items: Sequence[Item], allowed: AllowedFn | None, extra: dict[str, Any]) -> list[str]:
+    def _forced(self, text: str, prompt_len: int) -> AllowedFn:
+        """Generation constrained to ``text`` then EOS in every row (left padding: every row's answer
+        starts at ``prompt_len``)."""
+        tokenizer = self.processor.tokenizer
+        answer = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+
+        def allowed(batch_id: int, input_ids: Any) -> list[int]:
+            return [answer[min(len(input_ids) - prompt_len, len(answer) - 1)]]
+
+        return allowed
+
+    def _generate_batch(self, items: Sequence[Item], allowed: AllowedFn | None, extra: dict[str, Any],
+                        forced_answer: str | None = None) -> list[str]:
         import torch
 
         inputs = self.prepare(items).to(self.device)
+        if forced_answer is not None:
+            allowed = self._forced(forced_answer, inputs["input_ids"].shape[1])
         inputs.update({k: v.to(self.model.dtype) for k, v in inputs.items() if k.startswith("pixel_values")})
         s, tokenizer = self.settings, self.processor.tokenizer
         sampling = ({"do_sample": True, "temperature": s.temperature} if s.temperature > 0 else
@@ -313,12 +327,14 @@ class VlmCaptioner:
         return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def generate(self, items: Sequence[Item], prefix_allowed_tokens_fn: AllowedFn | None = None,
-                 **generate_kwargs: Any) -> list[str]:
+                 forced_answer: str | None = None, **generate_kwargs: Any) -> list[str]:
         """One answer per item, in order. An item is ``(frames, prompt)`` or ``(frames, prompt,
         times)``: HxWx3 uint8 RGB frames of one clip (one size), the prompt text, and the frames'
         times in seconds (default 0, 1, 2, ...; they set the video clock of the Qwen families).
         ``prefix_allowed_tokens_fn`` (tests force canned answers) and ``generate_kwargs`` (the bench
-        fixes the answer length with ``min_new_tokens``) are passed to the model's ``generate``."""
+        fixes the answer length with ``min_new_tokens``) are passed to the model's ``generate``;
+        ``forced_answer`` constrains every row to that text (the stage's wiring tests and dry runs:
+        the real processor, chat template and ``generate``, a known answer)."""
         if not items:
             return []
         groups: dict[int, list[int]] = {}
@@ -328,7 +344,8 @@ class VlmCaptioner:
         answers: list[str] = [""] * len(items)
         with self._lock:
             for rows in groups.values():
-                texts = self._generate_batch([items[i] for i in rows], prefix_allowed_tokens_fn, generate_kwargs)
+                texts = self._generate_batch([items[i] for i in rows], prefix_allowed_tokens_fn, generate_kwargs,
+                                             forced_answer)
                 for i, text in zip(rows, texts, strict=True):
                     answers[i] = text
         return answers

@@ -40,8 +40,24 @@ GOLD_COLUMNS: dict[str, str] = {
     "ocr_chars": "int", "motion_mean": "double", "motion_global": "double", "static_frac": "double",
     "yaw_deg": "double", "pitch_deg": "double", "roll_deg": "double", "frontal_frac": "double",
     "aesthetic": "double", "iqa": "double", "fiqa": "double", "age": "double",
+    # annotations (silver.captions; arrays stay arrays) and audio-visual signals (silver.av)
+    "ethnicity": "string", "appearance": "array<string>", "lighting": "array<string>",
+    "action": "array<string>", "emotion": "string", "caption": "string", "caption_backend": "string",
+    "caption_model": "string", "av_offset_ms": "double", "av_confidence": "double", "av_sync_z": "double",
+    "av_sync_reliable": "boolean", "speech_frac": "double",
+    "has_speech": "boolean", "blink_count": "int", "nod_count": "int", "shake_count": "int",
     "published_at": "timestamp",
 }
+# input columns renamed on the way into gold (the captions table's generic names)
+RENAMES = {"backend": "caption_backend", "model": "caption_model"}
+
+
+def _carried(field: Any) -> bool:
+    """Scalars and arrays of strings (attributes) come to the driver; tracks and series stay."""
+    kind = field.dataType.typeName()
+    if kind == "array":
+        return field.dataType.elementType.typeName() == "string"
+    return kind not in ("map", "struct")
 
 
 @dataclass
@@ -98,9 +114,8 @@ def _load(ctx: Any, table: str, key: str) -> pd.DataFrame:
     """Current rows of an input table, one per key, with a ``_row`` marker and ``_error``; only its
     scalar columns come to the driver (tracks, embeddings and hashes stay in the lake)."""
     sdf = ctx.current(table)
-    keep = [f.name for f in sdf.schema.fields if f.dataType.typeName() not in ("array", "map", "struct")
-            and (f.name == "error" or f.name not in BOOKKEEPING)]
-    df = sdf.select(*keep).toPandas().rename(columns={"error": "_error"})  # bounded: scalars per clip (class docstring)
+    keep = [f.name for f in sdf.schema.fields if _carried(f) and (f.name == "error" or f.name not in BOOKKEEPING)]
+    df = sdf.select(*keep).toPandas().rename(columns={"error": "_error", **RENAMES})  # bounded: scalars + attribute arrays per clip (class docstring)
     df["_row"] = True
     return df.drop_duplicates(key)
 
@@ -110,13 +125,14 @@ class SelectGold(TableOp):
     """Declared rules over the joined silver tables, at most N clips per identity (best first by
     ``rank_by``), a sticky identity-disjoint train/test split; gated by Great Expectations.
 
-    On the driver: one row per clip of the joined silver scores (no track, embedding or hash
-    arrays; ~45 scalars, about 2 KB a clip, ~0.5 GB at 270k clips), because the per-identity cap,
+    On the driver: one row per clip of the joined silver scores (no track, embedding, hash or
+    signal-series arrays; ~60 scalars, the attribute arrays and the caption, about 3 KB a clip,
+    ~0.8 GB at 270k clips), because the per-identity cap,
     the sticky split and the Great Expectations gate decide over the whole candidate table."""
 
     name = "gold.select"
     default_input = ["silver.clips", "silver.faces", "silver.quality", "silver.crops", "silver.identities",
-                     "bronze.videos"]
+                     "bronze.videos", "silver.av", "silver.captions"]
     default_output = "gold.clips"
     rejections = "gold.rejections"
     ledger = "gold.ledger"
