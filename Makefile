@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt constraints-build.txt
 install: $(STAMP)
 
 demo: install
-	@echo "== facevid run: ingest -> probe -> split -> faces -> quality, crops, embed -> identities -> gold into $(LAKE)"
+	@echo "== facevid run: ingest -> probe -> split -> faces -> quality, crops, embed, av -> identities, caption -> gold into $(LAKE)"
 	@$(FACEVID) run $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
 	@echo "== facevid status"
 	@$(FACEVID) status $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
@@ -43,6 +43,9 @@ demo: install
 	@echo "== facevid sql: the gold dataset"
 	@$(FACEVID) sql $(OPTS) "SELECT split, count(*) AS clips, round(sum(duration_s), 1) AS seconds, \
 	  count(DISTINCT identity_id) AS identities FROM gold_clips GROUP BY split"
+	@echo "== facevid sql: annotations (silver.av + silver.captions, signals backend) of the gold clips"
+	@$(FACEVID) sql $(OPTS) "SELECT regexp_extract(video_uri, '[^/]+$$', 0) AS file, action, lighting, \
+	  round(speech_frac, 2) AS speech, av_offset_ms, av_sync_reliable AS sync_known, caption FROM gold_clips ORDER BY file"
 	@echo "== facevid report"
 	@$(FACEVID) report $(OPTS)
 

@@ -143,10 +143,14 @@ def lipsync_histogram(gold: Any, bin_ms: float = BIN_MS) -> dict[str, Any] | Non
         while (stats["hi"] - stats["lo"]) / width + 1 > MAX_BINS:
             width *= 2
     index = F.floor(F.col("av_offset_ms") / F.lit(width) + F.lit(0.5)).cast("long")
-    bins = measured.groupBy(index.alias("bin")).agg(F.count(F.lit(1)).alias("clips")).orderBy("bin")
-    got = bins.toPandas() if stats["n"] else pd.DataFrame({"bin": [], "clips": []})  # bounded: <= MAX_BINS bins
+    known = (F.coalesce(F.col("av_sync_reliable"), F.lit(False)) if "av_sync_reliable" in gold.columns
+             else F.lit(False))
+    bins = measured.groupBy(index.alias("bin")).agg(F.count(F.lit(1)).alias("clips"),
+                                                    F.sum(known.cast("int")).alias("known")).orderBy("bin")
+    got = bins.toPandas() if stats["n"] else pd.DataFrame({"bin": [], "clips": [], "known": []})  # bounded: <= MAX_BINS bins
     return {"n_speech": int(n_speech), "n_measured": int(stats["n"]), "width": width,
-            "centres": (got["bin"].astype(float) * width).tolist(), "counts": got["clips"].astype(int).tolist()}
+            "centres": (got["bin"].astype(float) * width).tolist(), "counts": got["clips"].astype(int).tolist(),
+            "significant": got["known"].fillna(0).astype(int).tolist()}
 
 
 def lipsync_png(plt: Any, out: Path, hist: dict[str, Any] | None, bounds: tuple[float | None, float | None],
@@ -155,8 +159,12 @@ def lipsync_png(plt: Any, out: Path, hist: dict[str, Any] | None, bounds: tuple[
     if not hist or not hist["n_measured"]:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.bar(hist["centres"], hist["counts"], width=hist["width"] * 0.9, color="#4878a8",
-           label=f"clips with speech (n={hist['n_measured']})")
+    known = hist.get("significant") or [0] * len(hist["counts"])
+    rest = [c - k for c, k in zip(hist["counts"], known, strict=True)]
+    ax.bar(hist["centres"], rest, width=hist["width"] * 0.9, color="#a8c0d8",
+           label=f"clips with speech (n={hist['n_measured']}): offset not significant")
+    ax.bar(hist["centres"], known, bottom=rest, width=hist["width"] * 0.9, color="#4878a8",
+           label=f"significant (av_sync_reliable, n={sum(known)}): judged by the rule")
     for x, style in zip(bounds, ("--", ":"), strict=True):
         if x is not None:
             ax.axvline(x, color="red", linestyle=style, label=f"rule {x:g} ms")

@@ -394,3 +394,25 @@ def test_sync_significance_against_mismatched_audio(av_lake) -> None:
     assert edge.offset_ms == pytest.approx(600, abs=1) and "search edge" in edge.note
     out = finish(Prepared({"has_speech": True}, synthetic_talk(800.0), 0.0), edge, be.name, 0.0, -100.0)
     assert out["av_sync_reliable"] is False
+
+
+def test_the_syncnet_backend_runs_through_the_stage_with_weights_from_a_path(engine, shared_videos: Path,
+                                                                             tmp_path: Path) -> None:
+    """``sync: syncnet`` in pipeline.yml: the in-tree SyncNet with random weights saved to a file and
+    loaded by the production path, on one real talking clip (random weights: any offset in range)."""
+    pytest.importorskip("torch")
+    from facevid.jobs.runner import run_pipeline
+    from facevid.udfs.av.syncnet import save_random_weights
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    shutil.copy(shared_videos / "retalking_face5.mp4", src / "face5.mp4")
+    weights = save_random_weights(str(tmp_path / "syncnet_random.model"), seed=1)
+    cfg = write_config(tmp_path, tmp_path / "lake", {"av": {"params": {"sync": "syncnet", "syncnet_path": weights}}})
+    ctx = make_context(engine, cfg, [str(src)])
+    reports = {r.stage: r for r in run_pipeline(ctx, ["ingest", "probe", "split", "faces", "av"], log=lambda m: None)}
+    (r,) = rows(ctx, "SELECT * FROM silver_av")
+    assert reports["av"].errors == 0 and r["error"] is None and r["av_backend"] == "syncnet"
+    assert r["av_offset_ms"] is not None and abs(r["av_offset_ms"]) <= 600 and r["av_confidence"] >= 0
+    assert r["av_sync_z"] is None and r["av_sync_reliable"] is None  # significance is the correlation backend's
+    assert r["has_speech"] and r["blink_count"] is not None  # the other signals are the same either way
