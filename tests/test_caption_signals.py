@@ -93,3 +93,18 @@ def test_emotion_classifier_reads_the_face_box_of_crop_frames(tmp_path: Path) ->
     assert clf.classify([]) == (None, {})
     with pytest.raises(ValueError, match="8 outputs but 3 labels"):
         EmotionClassifier(EmotionSettings(str(tmp_path / "e.onnx"), labels=("a", "b", "c")))
+
+
+def test_missing_model_files_are_one_clear_config_error_before_the_run(tmp_path: Path, capsys) -> None:
+    from conftest import write_config
+
+    from facevid.jobs.cli import main
+
+    (tmp_path / "empty_model").mkdir()
+    for params, message in [({"backend": "vlm", "model_path": str(tmp_path / "nowhere")}, "does not exist"),
+                            ({"backend": "vlm", "model_path": str(tmp_path / "empty_model")}, "has no config.json"),
+                            ({"emotion_model_path": str(tmp_path / "e.onnx")}, "emotion_model_path")]:
+        cfg = write_config(tmp_path, tmp_path / "lake", {"caption": {"params": params}})
+        assert main(["run", "--config", str(cfg), "--stages", "caption"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("facevid: error: stage caption:") and message in err and len(err.splitlines()) == 1

@@ -51,11 +51,34 @@ class AnnotateClips(BatchOp):
                 raise ConfigError(f"stage {spec.name}: the signals backend reads {', '.join(missing)}: list the av "
                                   f"and quality tables in its input (now {', '.join(spec.inputs)})")
 
+    def preflight(self, spec: StageSpec) -> None:
+        """Model files exist before the run starts (``facevid run`` calls this before the engine;
+        an ``s3://`` model folder is checked when an executor downloads it)."""
+        from pathlib import Path
+
+        from facevid.udfs.media.storage import is_s3, to_local
+
+        p = spec.params
+        if p.backend == "vlm" and not is_s3(p.model_path):
+            from facevid.udfs.annotate.vlm import resolve_model_path
+
+            try:
+                resolve_model_path(p.model_path)
+            except FileNotFoundError as exc:
+                raise ConfigError(f"stage {spec.name}: {exc}") from None
+        if p.emotion_model_path and not is_s3(p.emotion_model_path) and not Path(to_local(p.emotion_model_path)).is_file():
+            raise ConfigError(f"stage {spec.name}: stages.{spec.name}.params.emotion_model_path "
+                              f"{p.emotion_model_path} does not exist (an ONNX emotion classifier)")
+
     def model_key(self, spec: StageSpec, device: str) -> tuple:
         return backend_key(spec.params, device)
 
     def load(self, spec: StageSpec, device: str) -> Any:
         return load_backend(spec.params, device)
+
+    def row_fn(self, spec: StageSpec):  # type: ignore[override]
+        self.preflight(spec)  # also for callers of the runner that skip the CLI
+        return super().row_fn(spec)
 
     def prepare(self, row: dict[str, Any], params: Any) -> Any:
         return prepare_item(row, params)
