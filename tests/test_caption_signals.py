@@ -27,6 +27,10 @@ def test_talk_needs_speech_and_a_moving_mouth() -> None:
     assert "Talk" in actions(talking, T)[0]
     assert "Talk" not in actions({**talking, "has_speech": False, "speech_frac": 0.0}, T)[0]  # mute mouthing
     assert "Talk" not in actions({**talking, "mouth_open_var": 1e-6}, T)[0]  # a voice off screen
+    voice_over = {**talking, "av_sync_reliable": True, "av_offset_ms": 550.0}
+    assert "Talk" not in actions(voice_over, T)[0]  # significantly not this mouth's voice
+    assert "Talk" in actions({**voice_over, "av_sync_reliable": False}, T)[0]  # an offset we cannot trust
+    assert "Talk" in actions({**voice_over, "av_offset_ms": 120.0}, T)[0]
     strict = SignalThresholds(talk_min_confidence=2.0)
     assert "Talk" not in actions({**talking, "av_confidence": 0.5}, strict)[0]
     assert "Talk" in actions({**talking, "av_confidence": 3.0}, strict)[0]

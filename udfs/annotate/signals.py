@@ -3,7 +3,7 @@
 From one clip's ``silver.av`` signals and ``silver.quality`` exposure statistics:
 
 - action: ``Talk`` (speech in the clip's audio, the mouth moving with it, and the lip-sync search
-  not contradicting it), ``Smile``, ``Close Eyes`` (both eyes closed longer than a blink),
+  not contradicting it: a significant offset beyond ``talk_max_offset_ms`` is a voice-over), ``Smile``, ``Close Eyes`` (both eyes closed longer than a blink),
   ``Wink``, ``Nod``, ``Shake Head``, ``Tilt``, ``Wag Head`` (repeated side-to-side head motion);
 - lighting: one exposure bucket, ``Dark`` / ``Dim`` / ``Normal`` / ``Bright``, from the face's and
   the frame's mean luma;
@@ -35,6 +35,7 @@ class SignalThresholds:
     talk_mouth_var: float = 2e-4  # variance of mouth opening (inner-lip gap / face size) while talking
     talk_speech_frac: float = 0.2  # share of the clip with voice activity
     talk_min_confidence: float | None = None  # lip-sync confidence floor for Talk (None: not required)
+    talk_max_offset_ms: float = 400.0  # a significant lip-sync offset beyond this contradicts Talk (a voice-over)
     smile_frac: float = 0.3  # share of frames whose smile score is above the av stage's smile level
     close_eyes_s: float = 0.6  # both eyes closed at least this long (blinks last 0.1-0.4 s)
     eye_closed: float = 0.7  # an eye is closed when its aspect ratio is under this x the clip's median
@@ -89,8 +90,10 @@ def actions(row: dict[str, Any], t: SignalThresholds) -> tuple[list[str], dict[s
     """The action terms a clip's av signals support, and the evidence used (for ``raw_answer``)."""
     out: list[str] = []
     speech, mouth = _num(row, "speech_frac"), _num(row, "mouth_open_var")
-    conf = _num(row, "av_confidence")
+    conf, offset = _num(row, "av_confidence"), _num(row, "av_offset_ms")
     sync_ok = t.talk_min_confidence is None or (conf is not None and conf >= t.talk_min_confidence)
+    if row.get("av_sync_reliable") and offset is not None and abs(offset) > t.talk_max_offset_ms:
+        sync_ok = False  # the voice is significantly not this mouth's
     if (row.get("has_speech") and speech is not None and speech >= t.talk_speech_frac
             and mouth is not None and mouth >= t.talk_mouth_var and sync_ok):
         out.append("Talk")
@@ -107,7 +110,7 @@ def actions(row: dict[str, Any], t: SignalThresholds) -> tuple[list[str], dict[s
     if counts["shake"] + counts["tilt"] >= t.wag:
         out.append("Wag Head")
     evidence = {"speech_frac": speech, "has_speech": row.get("has_speech"), "mouth_open_var": mouth,
-                "av_confidence": conf, "smile_frac": smile, "eyes_closed_s": closed, **counts}
+                "av_confidence": conf, "av_offset_ms": offset, "av_sync_reliable": row.get("av_sync_reliable"), "smile_frac": smile, "eyes_closed_s": closed, **counts}
     return out, evidence
 
 
