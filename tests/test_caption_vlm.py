@@ -14,6 +14,7 @@ from conftest import copy_lake, rows
 from tiny_vlm import FAMILIES
 
 from facevid.jobs.runner import run_pipeline
+from facevid.udfs.models.runtime import cuda_available
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -57,3 +58,20 @@ def test_an_answer_that_does_not_parse_is_a_transient_error_row_then_retried(ful
     fixed = copy_lake(ctx, tmp_path / "again", vlm_stage(model))
     run_pipeline(fixed, ["caption"], log=lambda m: None)
     assert all(r["error"] is None and r["emotion"] == "Happy" for r in rows(fixed, "SELECT * FROM silver_captions"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")  # before the full_run fixture builds
+def test_the_vlm_backend_runs_on_cuda_with_a_gpu_share(full_run, tiny_vlms, tmp_path) -> None:
+    """With ``resources.gpu`` > 0 and a visible CUDA device the caption model runs on the GPU (one
+    model per executor process) and gives the same parsed answers."""
+    from facevid.udfs.models.runtime import loaded_models
+
+    base, _ = full_run
+    stages = vlm_stage(tiny_vlms("qwen2_5_vl"))
+    stages["caption"]["resources"]["gpu"] = 1
+    ctx = copy_lake(base, tmp_path, stages)
+    (report,) = run_pipeline(ctx, ["caption"], log=lambda m: None)
+    caps = rows(ctx, "SELECT * FROM silver_captions")
+    assert report.errors == 0 and caps and all(r["emotion"] == "Happy" for r in caps)
+    assert any(k[0] == "caption.vlm" and "cuda" in str(k) for k in loaded_models())
