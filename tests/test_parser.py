@@ -178,6 +178,12 @@ CASES = [
          "- **Emotion**: Sad\n- **Action**: Sigh",
          "text", {"ethnicity": "White", "appearance": ["Male", "Wearing jacket"], "emotion": "Sad",
                   "action": ["Sigh"]}),
+    case("text_keys_in_sentences",
+         "Ethnicity: Indian. Appearance: male, beard, short hair, glasses, suit and tie. Lighting: bright, "
+         "artificial. Action: speaking, nodding. Emotion: neutral.",
+         "text", {"ethnicity": "Indian", "appearance": ["Male", "Short hair", "Eyeglasses", "Wearing suit", "Wearing tie"],
+                  "lighting": ["Bright", "Artificial"], "action": ["Nod", "Speak"], "emotion": "Neutral"},
+         oov=["appearance: beard (not an option)"]),
     case("text_several_keys_on_one_line",
          "Ethnicity: Indian, Emotion: happy, Action: talking and smiling, Lighting: daylight",
          "text", {"ethnicity": "Indian", "emotion": "Happy", "action": ["Talk", "Smile"],

@@ -235,11 +235,11 @@ def _pairs(text: str, vocab: Vocabulary, index: TermIndex, cutoff: float) -> lis
 
 @lru_cache(maxsize=8)
 def _key_boundary(vocab: Vocabulary) -> re.Pattern[str]:
-    """Splits a line before each known key followed by ':' or '=' ("Ethnicity: Asian, Emotion:
+    """Splits a line before each known key followed by ":" or "=" ("Ethnicity: Asian, Emotion:
     happy" -> two segments)."""
     keys = {k for a in vocab.attributes.values() for k in (a.name, *a.keys)} | set(vocab.caption_keys)
     alternation = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
-    return re.compile(rf"(?:[,;|]|\s{{2,}})\s*(?=[*_\"'`]*(?:{alternation})s?[*_\"'`]*\s*[:=])", re.I)
+    return re.compile(rf"(?:[,;|.]|\s{{2,}})\s*(?=[*_\"'`]*(?:{alternation})s?[*_\"'`]*\s*[:=])", re.I)
 
 
 def _items(value: Any, depth: int = 0) -> list[str]:
