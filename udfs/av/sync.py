@@ -22,7 +22,9 @@ the time-reversed envelope (mismatched audio with the same level distribution an
 ``z`` = (peak - mean of their peaks) / their std. ~50 curves cost ~0.12 ms a landmark frame on
 numpy (the landmarks cost ~2 ms). ``confidence`` does not separate right from wrong offsets
 (0.18-0.67 on talking clips whatever the offset); ``z`` is calibrated against mismatched audio:
-the 90 pairs (mouth of one talking clip, audio of another of the 9) reach z <= 2.9, none >= 3.
+the mouth of one talking clip with the audio of another of the 9 reaches z <= 2.9; with the
+audio of the crowd and hamilton's shots too (90 pairs) z <= 3.42 (retalking_face1's mouth with
+hamilton's audio, +453 ms): hence the floor ``sync_min_z`` 3.5.
 
 Measured on the shared talking clips (25 fps landmarks; original / audio shifted +400 / -400 ms,
 offset ms and z): retalking_face3_aoc -16 / +402 / -421 (z -0.0 / 0.8 / 0.8), retalking_face5
