@@ -208,7 +208,7 @@ def shrink_check(ctx: Any, spec: StageSpec, candidate: pd.DataFrame) -> dict[str
     """Gold must not lose more than ``gate.max_shrink`` of the clips it publishes now (a half-run
     reprocessing upstream, a bad threshold) unless the run says ``--allow-shrink``."""
     limit = spec.params.gate.max_shrink
-    published = (set(r[0] for r in ctx.current(spec.output).select("clip_id").collect())
+    published = (set(r[0] for r in ctx.current(spec.output).select("clip_id").collect())  # bounded: gold ids (the candidate is on the driver too)
                  if ctx.lake.exists(spec.output) else set())
     dropped = len(published - set(candidate["clip_id"]))
     share = dropped / len(published) if published else 0.0

@@ -44,7 +44,7 @@ def suspects(spark: Any, files_root: str, table: str, attempts: list[str], key: 
     for attempt in attempts:
         path = f"{folder(files_root, table)}/{attempt}"
         try:
-            keys |= {r[0] for r in spark.read.parquet(path).select(key).distinct().collect()}
+            keys |= {r[0] for r in spark.read.parquet(path).select(key).distinct().collect()}  # bounded: keys of one chunk in flight (<= commit_rows)
         except Exception:  # a half-written record: that attempt never started its work
             continue
     return sorted(keys)

@@ -119,7 +119,7 @@ class Lake:
         """Commit history, newest first (delta-rs; ``DESCRIBE HISTORY`` on Unity Catalog)."""
         if self.catalog:
             rows = self.spark.sql(f"DESCRIBE HISTORY {self.ident(table)}" + (f" LIMIT {limit}" if limit else ""))
-            return [r.asDict() for r in rows.collect()]
+            return [r.asDict() for r in rows.collect()]  # bounded: commit history rows (LIMIT when asked)
         return self._dt(table).history(limit)
 
     def _dt(self, table: str) -> Any:
@@ -149,7 +149,7 @@ class Lake:
             writer.save(self.location(table))
 
     def delete(self, table: str, where: str) -> None:
-        self.spark.sql(f"DELETE FROM {self.ident(table)} WHERE {where}").collect()
+        self.spark.sql(f"DELETE FROM {self.ident(table)} WHERE {where}").collect()  # bounded: one metrics row
 
     def add_columns(self, table: str, schema_ddl: str) -> None:
         """Schema evolution: add the columns of ``schema_ddl`` the table lacks (an empty append with
@@ -174,7 +174,7 @@ class Lake:
         """Staging tables of ``table`` left by runs that died between staging and publishing."""
         prefix = f"{view_name(table)}__"
         if self.catalog:
-            rows = self.spark.sql(f"SHOW TABLES IN {self.catalog}").collect()
+            rows = self.spark.sql(f"SHOW TABLES IN {self.catalog}").collect()  # bounded: one row per table
             names = [r["tableName"] for r in rows]
             return sorted(f"_staging.{n[len('_staging_'):]}" for n in names
                           if n.startswith(f"_staging_{prefix}"))
@@ -185,7 +185,7 @@ class Lake:
         if not table.startswith("_staging."):
             raise ValueError(f"refusing to drop {table}: only staging tables are dropped")
         if self.catalog:
-            self.spark.sql(f"DROP TABLE IF EXISTS {self.ident(table)}").collect()
+            self.spark.sql(f"DROP TABLE IF EXISTS {self.ident(table)}").collect()  # bounded: no rows
             return
         remove_tree(self.location(table))
 
@@ -198,12 +198,12 @@ class Lake:
         self.spark.sql(
             f"MERGE INTO {self.ident(table)} t USING {self.ident(source)} s ON t.`{key}` = s.`{key}` "
             f"WHEN MATCHED AND s._delete THEN DELETE WHEN MATCHED THEN UPDATE SET {sets} "
-            f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({cols}) VALUES ({vals})").collect()
+            f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({cols}) VALUES ({vals})").collect()  # bounded: one metrics row
 
     # -- maintenance (delta-rs; Sail has no OPTIMIZE/VACUUM) --------------------------------
     def optimize(self, table: str) -> dict[str, Any]:
         if self.catalog:
-            return {"rows": [r.asDict() for r in self.spark.sql(f"OPTIMIZE {self.ident(table)}").collect()]}
+            return {"rows": [r.asDict() for r in self.spark.sql(f"OPTIMIZE {self.ident(table)}").collect()]}  # bounded: one metrics row
         return self._dt(table).optimize.compact()
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:

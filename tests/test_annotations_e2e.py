@@ -102,7 +102,11 @@ def test_readme_annotation_queries_run(full_run) -> None:
     results = [rows(ctx, s) for s in statements]
     per_ethnicity, nod_dim, off_sync, actions, oov = results[:5]
     assert sum(r["clips"] for r in per_ethnicity) == rows(ctx, "SELECT count(*) AS n FROM gold_clips")[0]["n"]
-    assert all("Nod" in r["action"] and "Dim" in r["lighting"] for r in nod_dim)
-    assert all(abs(r["av_offset_ms"]) > 100 for r in off_sync)
-    assert {r["action"] for r in actions} >= {"Talk"}
-    assert all(r["n"] >= 1 for r in oov)
+    gold = rows(ctx, "SELECT clip_id, action, lighting FROM gold_clips")
+    assert {r["clip_id"] for r in nod_dim} == {g["clip_id"] for g in gold
+                                               if "Nod" in g["action"] and "Dim" in g["lighting"]}
+    # talking clips whose offset reads > 100 ms (retalking_face1/_2 near +270-290, _4 at the edge)
+    assert off_sync and all(abs(r["av_offset_ms"]) > 100 for r in off_sync)
+    counts = {r["action"]: r["clips"] for r in actions}
+    assert counts["Talk"] == sum("Talk" in g["action"] for g in gold) >= 5
+    assert oov == []  # the signals backend answers in vocabulary terms only
