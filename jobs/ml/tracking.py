@@ -43,7 +43,7 @@ def default_artifact_location(files_root: str) -> str:
     return (Path(to_local(files_root)).expanduser().resolve() / "mlflow" / "artifacts").as_uri()
 
 
-def experiment_id(tracking_uri: str, name: str, artifact_location: str) -> str:
+def experiment_id(tracking_uri: str, name: str, artifact_location: str | None) -> str:
     """The experiment ``name`` on ``tracking_uri``, created with ``artifact_location`` if new."""
     import mlflow
 
@@ -58,6 +58,26 @@ def experiment_id(tracking_uri: str, name: str, artifact_location: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def setup_tracking(lake: str, files_root: str | None = None) -> str:
+    """Point this process at the tracking store: ``MLFLOW_TRACKING_URI`` when set (``facevid train`` and
+    ``mlflow run`` set it), else the default store under the files root (the lake root for a path lake),
+    and the experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``facevid``) unless ``MLFLOW_EXPERIMENT_ID``
+    is set, created with its artifact location. Returns the experiment id."""
+    import os
+
+    import mlflow
+
+    root = files_root or lake
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "facevid"
+    exp = experiment_id(uri, name, os.environ.get("FACEVID_ARTIFACT_LOCATION") or default_artifact_location(root))
+    mlflow.set_experiment(experiment_id=exp)
+    return exp
 
 
 def log_lineage(table: str, table_uri: str, version: int, split: str | None, rows: Any, context: str) -> None:

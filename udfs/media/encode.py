@@ -223,3 +223,17 @@ def encode_crop(path: str, start_s: float, end_s: float | None, box: tuple[int, 
                 writer.abort()
     return {"box": writer.box, "t_first": t_first, "t_last": t_last, "n_frames": writer.n, "fps": float(fps),
             "has_audio": audio is not None}
+
+
+def write_frames(out_path: str, frames: np.ndarray, fps: float = 8.0, crf: int = 18) -> None:
+    """Encode RGB frames ``(T, H, W, 3)`` uint8 as an H.264 mp4 (even sizes: libx264's yuv420p needs them)."""
+    t, h, w, c = frames.shape
+    if c != 3 or h % 2 or w % 2:
+        raise ValueError(f"frames must be (T, H, W, 3) with even H and W, got {frames.shape}")
+    with av.open(out_path, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode())

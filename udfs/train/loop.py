@@ -123,6 +123,21 @@ class TrainResult:
     seconds: float
 
 
+class _Quiet:
+    """The hooks of a rank other than the main one: reads pass through, nothing is reported twice."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+
+    def fired(self) -> set[str]:
+        return self._hooks.fired()
+
+    def metrics(self, values: dict[str, float], step: int) -> None: ...
+    def checkpoint(self, folder: Path, state: LoopState) -> None: ...
+    def event(self, name: str, detail: dict[str, Any]) -> None: ...
+    def mark_fired(self, fault: str) -> None: ...
+
+
 Batches = Callable[[int], Iterator[dict[str, Any]]]  # samples already consumed -> batches from there
 
 
@@ -134,10 +149,11 @@ class Trainer:
                  cpu: bool = True) -> None:
         from accelerate import Accelerator
 
-        self.backend, self.batches, self.s, self.hooks = backend, batches, settings, hooks
+        self.backend, self.batches, self.s = backend, batches, settings
         self.ckpt_root = workdir / "checkpoints"
         self.acc = Accelerator(cpu=cpu, mixed_precision=settings.mixed_precision,
                                gradient_accumulation_steps=settings.grad_accum)
+        self.hooks = hooks if self.acc.is_main_process else _Quiet(hooks)
         module = backend.trainable_module()
         self.optimizer = torch.optim.AdamW(backend.trainable_parameters(module), lr=settings.lr,
                                            weight_decay=settings.weight_decay)
@@ -242,7 +258,9 @@ class Trainer:
                 stream = self.batches(self.state.samples_seen)
                 continue
             self.state.step = step
-            self.state.samples_seen += len(batch["caption"])
+            index = batch.get("index")  # the reader's positions: exact even when a clip was skipped
+            self.state.samples_seen = int(index.max()) + 1 if index is not None else \
+                self.state.samples_seen + len(batch["caption"])
             self.state.losses = (self.state.losses + [value])[-self.s.spike_window:]
             recent.append(value)
             if len(self.first_losses) < 20:

@@ -1,0 +1,135 @@
+"""The projects' data: which Delta table and version a run reads, and its batches.
+
+``resolve_table`` turns the parameters into a ``TableRef`` (the table's Delta URI and an explicit
+version: ``latest`` is resolved once, when the run starts, and recorded) and the snapshot's rows;
+``stream_factory`` gives the training loop its ``batches(offset)`` for one rank: the native reader
+(a torch ``IterableDataset`` over the pinned snapshot) or Mosaic Streaming (MDS shards written from
+the same rows into the run's work folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facevid.jobs.lake import storage_options
+
+READERS = ("native", "mosaic")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    table: str
+    uri: str
+    version: int
+
+
+def table_uri(lake: str, table: str, explicit: str = "") -> str:
+    """The Delta location of ``table``: ``explicit`` when given, ``uc:catalog.schema.layer_name`` on a Unity
+    Catalog lake (read through Spark), else ``<lake>/<layer>/<name>``."""
+    if explicit:
+        return explicit.rstrip("/")
+    if lake.startswith("uc:"):
+        return f"{lake}.{table.replace('.', '_')}"
+    layer, _, name = table.partition(".")
+    if not name:
+        raise ValueError(f"table {table!r} is not <layer>.<name>")
+    return f"{lake.rstrip('/')}/{layer}/{name}"
+
+
+def split_of(args: argparse.Namespace) -> str | None:
+    return None if args.split == "all" else args.split
+
+
+def _uc_snapshot(uri: str, version: str | int, split: str | None) -> Any:
+    """A Unity Catalog table at a version, through the cluster's Spark session (metadata rows only)."""
+    from pyspark.sql import SparkSession
+
+    from facevid.udfs.train.reader import GoldSnapshot
+
+    spark = SparkSession.builder.getOrCreate()
+    name = uri[3:]
+    if version == "latest":
+        version = int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").collect()[0]["version"])  # bounded: one row
+    df = spark.sql(f"SELECT * FROM {name} VERSION AS OF {int(version)}")
+    if split is not None:
+        df = df.where(df["split"] == split)
+    rows = df.toPandas()  # bounded: one row of metadata per gold clip (URIs and captions, no video bytes)
+    if rows.empty:
+        raise ValueError(f"{name}@v{version}: no rows for split {split!r}")
+    rows = rows.sort_values("clip_id", kind="stable").reset_index(drop=True)
+    return GoldSnapshot(table_uri=uri, version=int(version), split=split, rows=rows)
+
+
+def snapshot_of(uri: str, version: str | int, split: str | None) -> Any:
+    """The table at ``version`` (``latest`` resolved now): delta-rs on a path, Spark on Unity Catalog."""
+    from facevid.udfs.train.reader import latest_version, load_snapshot
+
+    if uri.startswith("uc:"):
+        return _uc_snapshot(uri, version, split)
+    opts = storage_options(uri)
+    try:
+        pinned = latest_version(uri, opts) if version == "latest" else int(version)
+    except ValueError as exc:
+        raise ValueError(f"version must be `latest` or a Delta version number, got {version!r}") from exc
+    return load_snapshot(uri, pinned, split, opts)
+
+
+def resolve_table(args: argparse.Namespace) -> tuple[TableRef, Any]:
+    """``(TableRef, rows)`` for the run's table, version and split (ValueError / FileNotFoundError)."""
+    snapshot = snapshot_of(table_uri(args.lake, args.table, args.table_uri), args.version, split_of(args))
+    return TableRef(args.table, snapshot.table_uri, snapshot.version), snapshot.rows
+
+
+def clip_spec(args: argparse.Namespace) -> Any:
+    from facevid.udfs.train.reader import ClipSpec
+
+    return ClipSpec(frames=args.frames, stride=args.stride, height=args.size, width=args.size, offset="random")
+
+
+def stream_factory(args: argparse.Namespace, ref: TableRef, rank: int, world: int
+                   ) -> Callable[[int], Iterator[dict[str, Any]]]:
+    """``batches(offset)`` for the training loop: endless epochs of this rank's share, from ``offset``."""
+    from facevid.udfs.train.datasets import GoldVideoDataset, make_loader
+
+    if args.reader not in READERS:
+        raise ValueError(f"finetune.reader must be one of {READERS}, got {args.reader!r}")
+    snapshot = snapshot_of(ref.uri, ref.version, split_of(args))
+    spec = clip_spec(args)
+    if args.reader == "mosaic":
+        return _mosaic_stream(args, snapshot, spec)
+
+    def batches(offset: int) -> Iterator[dict[str, Any]]:
+        dataset = GoldVideoDataset(snapshot, spec, seed=args.seed, rank=rank, world_size=world, epochs=None,
+                                   start_offset=offset)
+        return iter(make_loader(dataset, args.batch_size, args.workers, drop_last=True))
+    return batches
+
+
+def _mosaic_stream(args: argparse.Namespace, snapshot: Any, spec: Any) -> Callable[[int], Iterator[dict[str, Any]]]:
+    """Mosaic Streaming: the snapshot written once as MDS shards, read with ``StreamingDataset``
+    (which shards by its own RANK / WORLD_SIZE environment and resumes by sample offset)."""
+    from facevid.udfs.train.datasets import make_loader
+    from facevid.udfs.train.mosaic import MosaicVideoDataset, write_mds
+
+    folder = Path(args.workdir) / "mds"
+    if not (folder / "index.json").is_file():
+        write_mds(snapshot, folder)
+
+    def batches(offset: int) -> Iterator[dict[str, Any]]:
+        def endless() -> Iterator[dict[str, Any]]:
+            epoch, skip = 0, offset
+            while True:
+                dataset = MosaicVideoDataset(folder, spec, shuffle=True, shuffle_seed=args.seed + epoch,
+                                             batch_size=args.batch_size)
+                for batch in make_loader(dataset, args.batch_size, args.workers, drop_last=True):
+                    if skip >= args.batch_size:
+                        skip -= args.batch_size
+                        continue
+                    yield batch
+                epoch += 1
+        return endless()
+    return batches

@@ -1,0 +1,239 @@
+"""``mlflow_projects/evaluate``: generate test videos with a trained model and score them.
+
+The paper's protocol: one generated video per test prompt (T2V) or per test first frame + prompt
+(I2V) for a declared number of held-out test clips (2,048); FID on 4 uniformly sampled frames per video
+(real vs generated), FVD over a video encoder's features, CLIPScore between the prompt and the
+frames, everything at 512x512; plus the image-quality scorers (aesthetic, imaging quality, face IQA) and
+two weight-free scores (temporal flicker, sharpness) for generated and real videos alike. Feature
+extractors and scorers load from configured paths only; a metric whose model is not configured is
+reported as not computed (``facevid.metric.<name> = not configured``), never with a stand-in.
+
+The data is a gold split (or a declared cross-dataset evaluation set, ``eval_set`` + ``config``) at a
+pinned Delta version, recorded as the run's ``evaluation`` input. Results: MLflow metrics, the
+``table2.json``/``table2.md`` artifacts (one Table-2-like row), up to ``save_videos`` generated mp4s,
+and rows appended to ``meta.evaluations``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facevid.jobs.ml.data import clip_spec, resolve_table
+from facevid.jobs.ml.params import EVALUATE, add_arguments
+from facevid.jobs.ml.tracking import TAG, log_lineage, setup_tracking
+
+TABLE2 = ("FVD", "FID", "CLIPScore", "aesthetic", "iqa", "fiqa", "temporal_flicker", "sharpness")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m facevid.jobs.ml.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p, EVALUATE)
+    return p
+
+
+def select_rows(args: argparse.Namespace, rows: Any) -> tuple[Any, str]:
+    """The evaluated clips (at most ``videos``, in a seeded order) and the dataset's name."""
+    from facevid.udfs.train.mixing import rank_keys
+
+    name = f"{args.table}@v{{version}}/{args.split}"
+    if args.eval_set:
+        from facevid.jobs.config import load_config
+        from facevid.udfs.metrics.evalsets import load_eval_sets, select_eval_set
+
+        if not args.config:
+            raise ValueError("eval_set needs config (the pipeline.yml that declares training.eval_sets)")
+        sets = load_eval_sets((load_config(args.config).raw.get("training") or {}).get("eval_sets"))
+        if args.eval_set not in sets:
+            raise ValueError(f"eval_set {args.eval_set!r} is not declared (training.eval_sets: {', '.join(sets)})")
+        chosen = select_eval_set(rows, sets[args.eval_set])
+        rows = rows.set_index("clip_id").loc[list(chosen.clip_ids)].reset_index()
+        name = f"{args.eval_set}@v{{version}}"
+    order = np.argsort(rank_keys(rows["clip_id"].to_numpy(), args.seed), kind="stable")
+    return rows.iloc[order[: args.videos]].reset_index(drop=True), name
+
+
+class Scores:
+    """Streaming accumulation of every configured metric over batches of (real, generated) videos."""
+
+    def __init__(self, args: argparse.Namespace, device: str, frames: int) -> None:
+        from facevid.udfs.metrics.extractors import load_extractor
+
+        self.args, self.notes = args, {}
+        self.fid = self.fvd = self.clip = self.quality = None
+        self.fvd_frames = min(16, frames)
+        self.acc: dict[str, Any] = {}
+        self.values: dict[str, list[float]] = {}
+        if args.fid_model_path:
+            self.fid = load_extractor(args.fid_model_path, "evaluate.fid_model_path", "image", args.fid_model_kind,
+                                      device)
+        if args.fvd_model_path:
+            self.fvd = load_extractor(args.fvd_model_path, "evaluate.fvd_model_path", "video", args.fvd_model_kind,
+                                      device, probe_frames=self.fvd_frames)
+        if args.clip_model_path:
+            from facevid.udfs.metrics.clip_score import ClipScorer
+
+            self.clip = ClipScorer(args.clip_model_path, "evaluate.clip_model_path", device,
+                                   frames_per_video=args.fid_frames, resolution=args.resolution)
+        models = {n: (getattr(args, f"{n}_path"), f"evaluate.{n}_path") for n in ("aesthetic", "iqa", "fiqa")
+                  if getattr(args, f"{n}_path")}
+        if models:
+            from facevid.udfs.metrics.image_quality import ImageQualityScorer
+
+            self.quality = ImageQualityScorer(models, frames_per_video=args.fid_frames, resolution=args.resolution)
+        for name, on in (("FID", self.fid), ("FVD", self.fvd), ("CLIPScore", self.clip)):
+            if on is None:
+                self.notes[name] = "not configured"
+
+    def _add(self, key: str, values: Any) -> None:
+        self.values.setdefault(key, []).extend(float(v) for v in np.asarray(values).ravel())
+
+    def update(self, real: Any, generated: Any, prompts: list[str]) -> None:
+        from facevid.udfs.metrics.fid import image_stats, video_stats
+        from facevid.udfs.metrics.temporal import sharpness, temporal_flicker
+
+        a = self.args
+        for side, videos in (("real", real), ("generated", generated)):
+            if self.fid is not None:
+                acc = image_stats(videos, self.fid, a.fid_frames, a.resolution)
+                self.acc[f"fid_{side}"] = acc if f"fid_{side}" not in self.acc else self.acc[f"fid_{side}"].merge(acc)
+            if self.fvd is not None:
+                acc = video_stats(videos, self.fvd, self.fvd_frames, resolution=a.resolution)
+                self.acc[f"fvd_{side}"] = acc if f"fvd_{side}" not in self.acc else self.acc[f"fvd_{side}"].merge(acc)
+            suffix = "" if side == "generated" else "_real"
+            self._add(f"temporal_flicker{suffix}", temporal_flicker(videos))
+            self._add(f"sharpness{suffix}", sharpness(videos))
+            if self.quality is not None:
+                for name, scores in self.quality.score_videos(videos).items():
+                    self._add(f"{name}{suffix}", scores)
+        if self.clip is not None:
+            self._add("CLIPScore", self.clip.scores(generated, prompts))
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        from facevid.udfs.metrics.frechet import frechet_distance
+
+        out: dict[str, dict[str, Any]] = {}
+        for name, extractor in (("FID", self.fid), ("FVD", self.fvd)):
+            if extractor is not None:
+                real, gen = self.acc[f"{name.lower()}_real"], self.acc[f"{name.lower()}_generated"]
+                out[name] = {"value": frechet_distance(real.stats(), gen.stats()), "n": gen.stats().n,
+                             "extractor": f"{extractor.fmt}@{Path(extractor.path).name}"}
+        for key, values in self.values.items():
+            out[key] = {"value": float(np.mean(values)), "n": len(values), "extractor": None}
+        return out
+
+
+def _batches(rows: Any, size: int) -> Any:
+    for start in range(0, len(rows), size):
+        yield start, rows.iloc[start:start + size]
+
+
+def evaluate(args: argparse.Namespace, rows: Any, backend: Any, device: str, out: Path) -> dict[str, Any]:
+    """Generate and score every row; returns the metrics and writes up to ``save_videos`` mp4s to ``out``."""
+    import torch
+    from torch.nn import functional as F
+
+    from facevid.udfs.media.encode import write_frames
+    from facevid.udfs.train.backend import GenerationRequest
+    from facevid.udfs.train.reader import load_clip
+
+    spec = clip_spec(args)
+    real_spec = type(spec)(frames=args.frames, stride=args.stride, height=args.resolution, width=args.resolution)
+    scores = Scores(args, device, args.frames)
+    saved = 0
+    for start, batch in _batches(rows, args.batch_size):
+        real = torch.stack([torch.from_numpy(load_clip(u, real_spec)).permute(0, 3, 1, 2)
+                            for u in batch["crop_uri"]])  # (B, T, C, H, W) uint8 at the evaluation resolution
+        prompts = [str(c or "") for c in batch["caption"]]
+        first = None
+        if backend.mode == "i2v":
+            first = F.interpolate(real[:, 0].float() / 127.5 - 1, size=(args.size, args.size), mode="area")
+        request = GenerationRequest(prompts=prompts, first_frames=first, num_frames=args.frames, height=args.size,
+                                    width=args.size, steps=args.steps, guidance_scale=args.guidance_scale,
+                                    seed=args.seed + start)
+        generated = backend.generate(request)  # (B, T, C, h, w) float in [0, 1]
+        scores.update(real, generated, prompts)
+        for i in range(len(batch)):
+            if saved < args.save_videos:
+                frames = (generated[i].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+                write_frames(str(out / f"{batch['clip_id'].iloc[i]}.mp4"), frames)
+                saved += 1
+    return {"metrics": scores.results(), "notes": scores.notes}
+
+
+def table2(model: str, dataset: str, metrics: dict[str, dict[str, Any]], notes: dict[str, str]) -> dict[str, Any]:
+    """One row of the paper's Table 2 (plus the reference values of real videos where measured)."""
+    row: dict[str, Any] = {"model": model, "dataset": dataset}
+    for name in TABLE2:
+        row[name] = metrics[name]["value"] if name in metrics else notes.get(name, "not configured")
+    row.update({k: v["value"] for k, v in metrics.items() if k.endswith("_real")})
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import mlflow
+
+    from facevid.jobs.ml.evaluations import append, evaluation_rows
+    from facevid.jobs.ml.registry import load_model_folder
+    from facevid.udfs.train.backends import load_trained, resolve_device
+
+    try:
+        ref, rows = resolve_table(args)
+        rows, dataset = select_rows(args, rows)
+        dataset = dataset.format(version=ref.version)
+        if not args.model_uri:
+            raise ValueError("model_uri is required (models:/NAME/VERSION, runs:/RUN_ID/model or a folder)")
+        setup_tracking(args.lake)
+        device = resolve_device(args.device)
+        with tempfile.TemporaryDirectory(prefix="facevid-eval-") as tmp:
+            backend = load_trained(load_model_folder(args.model_uri, Path(tmp)), device)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="facevid-eval-out-") as tmp:
+        mlflow.log_params({p.name: getattr(args, p.name) for p in EVALUATE} | {"version": ref.version})
+        mlflow.set_tags({f"{TAG}.project": "evaluate", f"{TAG}.model_uri": args.model_uri,
+                         f"{TAG}.dataset": dataset})
+        log_lineage(ref.table, ref.uri, ref.version, args.split, rows[["clip_id", "caption"]], context="evaluation")
+        videos = Path(tmp) / "videos"
+        videos.mkdir()
+        result = evaluate(args, rows, backend, device, videos)
+        metrics, notes = result["metrics"], result["notes"]
+        mlflow.log_metrics({k.replace("@", "_"): v["value"] for k, v in metrics.items()})
+        mlflow.set_tags({f"{TAG}.metric.{k}": v for k, v in notes.items()})
+        row = table2(args.model_uri, dataset, metrics, notes)
+        (Path(tmp) / "table2.json").write_text(json.dumps(row, indent=1, default=str))
+        (Path(tmp) / "table2.md").write_text("| " + " | ".join(row) + " |\n|" + "---|" * len(row) + "\n| "
+                                             + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
+                                                          for v in row.values()) + " |\n")
+        mlflow.log_artifacts(tmp)
+        settings = {k: getattr(args, k) for k in ("frames", "stride", "size", "steps", "guidance_scale", "seed",
+                                                   "fid_frames")} | {"fvd_frames": min(16, args.frames)}
+        meta = {"run_id": run.info.run_id, "model_uri": args.model_uri, "backend": backend.name,
+                "mode": backend.mode, "dataset": dataset, "table_uri": ref.uri, "table_version": ref.version,
+                "split": args.split, "eval_set": args.eval_set or None, "videos": len(rows),
+                "resolution": args.resolution, "settings": settings,
+                **_registered(args.model_uri)}
+        version = append(args.lake, args.files or args.lake, evaluation_rows(meta, metrics), run.info.run_id)
+        mlflow.set_tag(f"{TAG}.evaluations_version", str(version))
+        print(json.dumps({"run_id": run.info.run_id, **row}, default=str), flush=True)
+    return 0
+
+
+def _registered(uri: str) -> dict[str, Any]:
+    parts = uri.split("/")
+    if uri.startswith("models:/") and len(parts) >= 3:
+        return {"model_name": parts[1], "model_version": parts[2]}
+    return {"model_name": None, "model_version": None}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Backends by name: build one to train, or load a trained one to generate.
+
+A trained model is a folder: the backend's own files (``save``) plus ``backend.json`` naming the
+backend and the settings it was built with, so ``load_trained(folder)`` needs nothing else (the
+evaluate project and the registered MLflow model use it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from facevid.udfs.models.runtime import pick_device
+from facevid.udfs.train.tiny_video import TinyBackend, TinyConfig
+
+BACKENDS = ("tiny", "cogvideox")
+META = "backend.json"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> CUDA when visible, else CPU; ``cuda`` without a GPU is an error."""
+    return pick_device(1.0 if device == "auto" else 0.0, "auto" if device == "auto" else device)
+
+
+def build_backend(name: str, settings: dict[str, Any], device: str, seed: int) -> Any:
+    """A backend ready to train. ``settings``: the project's parameters (mode, channels, model_path,
+    training, lora_rank, lora_alpha, frames, size, ...); each backend takes what it knows."""
+    if name == "tiny":
+        return TinyBackend(TinyConfig(mode=settings["mode"], channels=int(settings.get("channels", 32))),
+                           device=device, seed=seed)
+    if name == "cogvideox":
+        from facevid.udfs.train.cogvideox import CogVideoXBackend, CogVideoXSettings
+
+        return CogVideoXBackend(CogVideoXSettings.from_params(settings, device=device))
+    raise ValueError(f"finetune.backend must be one of {BACKENDS}, got {name!r}")
+
+
+def save_trained(backend: Any, module: Any, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """``backend.save`` plus ``backend.json``; returns what ``save`` reported."""
+    facts = backend.save(module, folder)
+    (folder / META).write_text(json.dumps({"backend": backend.name, "mode": backend.mode, "settings": settings,
+                                           "facts": facts}, indent=1, default=str))
+    return facts
+
+
+def load_trained(folder: str | Path, device: str = "cpu") -> Any:
+    """A backend for generation from a folder ``save_trained`` wrote."""
+    folder = Path(folder)
+    if not (folder / META).is_file():
+        raise FileNotFoundError(f"{folder} is not a trained model folder (no {META})")
+    meta = json.loads((folder / META).read_text())
+    if meta["backend"] == "tiny":
+        return TinyBackend.load(folder, device)
+    if meta["backend"] == "cogvideox":
+        from facevid.udfs.train.cogvideox import CogVideoXBackend, CogVideoXSettings
+
+        return CogVideoXBackend.load_trained(CogVideoXSettings.from_params(meta["settings"], device=device), folder)
+    raise ValueError(f"{folder}/{META}: unknown backend {meta['backend']!r}")
