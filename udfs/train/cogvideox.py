@@ -16,6 +16,7 @@ settings object that breaks this, or a batch of another shape, is a ``ValueError
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -88,7 +89,8 @@ class CogVideoXSettings:
 
 
 def _diffusers() -> Any:
-    import_torchvision()  # before diffusers/peft/transformers (CPU torch next to a CUDA torchvision)
+    if importlib.util.find_spec("torchvision") is not None:  # the ml extra alone has none: nothing to fix
+        import_torchvision()  # before diffusers/peft/transformers (CPU torch next to a CUDA torchvision)
     import diffusers
 
     return diffusers
