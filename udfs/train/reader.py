@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from facevid.udfs.base import validate
 from facevid.udfs.media.storage import local_path
@@ -112,8 +113,12 @@ def load_snapshot(table_uri: str, version: int, split: str | None = None,
     wanted = None if columns is None else list(dict.fromkeys([*required, *columns]))
     if wanted is not None and (unknown := [c for c in wanted if c not in present]):
         raise ValueError(f"{table_uri}@v{version}: no columns {unknown}")
-    filters = [("split", "=", split)] if split is not None else None
-    rows = table.to_pandas(columns=wanted, filters=filters)
+    data = table.to_pyarrow_table(columns=wanted)
+    if split is not None:
+        # filtered after the scan: a filter pushed into it fails on files delta-rs rewrote (a DELETE):
+        # they store strings as string_view ("Function 'equal' has no kernel ... (string, string_view)")
+        data = data.filter(pc.equal(data["split"], split))
+    rows = data.to_pandas()
     if rows.empty:
         what = f"split {split!r}" if split is not None else "any split"
         raise ValueError(f"{table_uri}@v{version}: no rows for {what}")
