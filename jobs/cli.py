@@ -31,6 +31,9 @@ EPILOG = """examples:
   facevid run --retry-errors timeout             # re-queue error rows of one category (or all)
   facevid maintain                               # compact every table, vacuum files older than 7 days
   facevid report --out card/                       # the dataset card: card/index.html + plots
+  facevid train -P steps=300                     # mlflow_projects/finetune on gold (tiny CPU model by default)
+  facevid evaluate -P model_uri=models:/facevid-video/1   # mlflow_projects/evaluate -> meta.evaluations
+  facevid export --format finetrainers           # gold train split at its current version, for CogVideoX trainers
   facevid run --lake uc:main.facevid --files /Volumes/main/facevid/files   # Unity Catalog: tables + a files root
 """
 
@@ -99,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="output folder: a directory, /Volumes/..., dbfs:/ or s3:// "
                      "(default: <files root>/_report, i.e. <lake>/_report for a path lake)")
     rep.add_argument("--examples", type=int, default=4, help="example frames per bucket (default 4)")
+    from facevid.jobs.ml.cli import add_parsers
+
+    add_parsers(sub, _common)
     hist = sub.add_parser("history", help="Delta commit history of one table (e.g. silver.faces)")
     _common(hist)
     hist.add_argument("table")
@@ -293,7 +299,14 @@ def cmd_report(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "sql": cmd_sql, "history": cmd_history, "maintain": cmd_maintain}
+def _ml_command(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from facevid.jobs.ml.cli import COMMANDS as ML
+
+    return ML[args.command](cfg, args)
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "sql": cmd_sql, "history": cmd_history,
+            "maintain": cmd_maintain, "train": _ml_command, "evaluate": _ml_command, "export": _ml_command}
 
 
 EXITS = ((ConfigError, "error", 2, ""), (GateError, "gate failed", 3, ""), (LeaseHeld, "busy", 4, ""),

@@ -27,7 +27,7 @@ import numpy as np
 
 from facevid.jobs.ml.data import clip_spec, resolve_table
 from facevid.jobs.ml.params import EVALUATE, add_arguments
-from facevid.jobs.ml.tracking import TAG, log_lineage, setup_tracking
+from facevid.jobs.ml.tracking import TAG, log_lineage, log_params_once, setup_tracking
 
 TABLE2 = ("FVD", "FID", "CLIPScore", "aesthetic", "iqa", "fiqa", "temporal_flicker", "sharpness")
 
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="facevid-eval-out-") as tmp:
-        mlflow.log_params({p.name: getattr(args, p.name) for p in EVALUATE} | {"version": ref.version})
+        log_params_once({p.name: getattr(args, p.name) for p in EVALUATE})
         mlflow.set_tags({f"{TAG}.project": "evaluate", f"{TAG}.model_uri": args.model_uri,
                          f"{TAG}.dataset": dataset})
         log_lineage(ref.table, ref.uri, ref.version, args.split, rows[["clip_id", "caption"]], context="evaluation")

@@ -25,12 +25,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from facevid.jobs.ml.data import TableRef, resolve_table, stream_factory
+from facevid.jobs.ml.data import TableRef, resolve_table, stream_factory, table_uri
 from facevid.jobs.ml.params import FINETUNE, add_arguments
-from facevid.jobs.ml.tracking import TAG, MlflowHooks, log_lineage, newest_checkpoint, setup_tracking
+from facevid.jobs.ml.tracking import (
+    TAG,
+    MlflowHooks,
+    log_lineage,
+    log_params_once,
+    newest_checkpoint,
+    setup_tracking,
+)
 
 DONE = "done.json"
-WORKER_ARGS = ("run_id", "workdir", "resume_reason", "pinned_version")
+WORKER_ARGS = ("run_id", "resume_reason", "pinned_version")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,15 +72,19 @@ def worker(args: argparse.Namespace) -> int:
     from facevid.udfs.train.backends import build_backend, resolve_device, save_trained
     from facevid.udfs.train.loop import Trainer, TrainingDiverged
 
-    device = resolve_device(args.device)
-    settings = train_settings(args)
-    ref = TableRef(args.table, args.table_uri, int(args.pinned_version))
-    backend = build_backend(args.backend, settings_of(args), device, args.seed)
-    workdir = Path(args.workdir)
-    client = mlflow.MlflowClient()
-    trainer = Trainer(backend, lambda _offset: iter(()), settings, MlflowHooks(client, args.run_id), workdir,
-                      cpu=device == "cpu")
-    trainer.batches = stream_factory(args, ref, trainer.acc.process_index, trainer.acc.num_processes)
+    try:  # bad parameters or data end the run (exit 2): restarting would not help
+        device = resolve_device(args.device)
+        settings = train_settings(args)
+        ref = TableRef(args.table, table_uri(args.lake, args.table, args.table_uri), int(args.pinned_version))
+        backend = build_backend(args.backend, settings_of(args), device, args.seed)
+        workdir = Path(args.workdir)
+        client = mlflow.MlflowClient()
+        trainer = Trainer(backend, lambda _offset: iter(()), settings, MlflowHooks(client, args.run_id), workdir,
+                          cpu=device == "cpu")
+        trainer.batches = stream_factory(args, ref, trainer.acc.process_index, trainer.acc.num_processes)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"finetune: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     if args.resume_reason:
         folder = newest_checkpoint(client, args.run_id, workdir)
         if folder is not None:
@@ -143,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_tracking(args.lake)
     with mlflow.start_run() as run:
         run_id = run.info.run_id
-        mlflow.log_params({**settings_of(args), "version": ref.version, "table_uri": ref.uri})
+        log_params_once(settings_of(args))
         mlflow.set_tags({f"{TAG}.project": "finetune", f"{TAG}.backend": args.backend, f"{TAG}.mode": args.mode})
         log_lineage(ref.table, ref.uri, ref.version, None if args.split == "all" else args.split,
                     rows[["clip_id", "caption"]], context="training")

@@ -27,9 +27,6 @@ COMMON = [
           "default <lake>/<layer>/<name>"),
     Param("version", "string", "latest", "Delta version to read; `latest` is resolved when the run starts and "
           "recorded (tag facevid.table_version, mlflow.data input)"),
-    Param("backend", "string", "tiny", "tiny (a small model trained from scratch, CPU) | cogvideox (diffusers, "
-          "weights from model_path)"),
-    Param("mode", "string", "t2v", "t2v (from the caption) | i2v (caption + the clip's first frame)"),
     Param("frames", "int", 8, "frames per sample (cogvideox: 4k+1, e.g. 49)"),
     Param("stride", "int", 2, "take every stride-th frame of the crop"),
     Param("size", "int", 32, "frame height = width in pixels (the crops are 512x512)"),
@@ -38,6 +35,9 @@ COMMON = [
 ]
 
 FINETUNE = COMMON + [
+    Param("backend", "string", "tiny", "tiny (a small model trained from scratch, CPU) | cogvideox (diffusers, "
+          "weights from model_path)"),
+    Param("mode", "string", "t2v", "t2v (from the caption) | i2v (caption + the clip's first frame)"),
     Param("split", "string", "train", "gold split to train on (`all` = every row)"),
     Param("model_path", "string", "", "cogvideox: a diffusers pipeline folder (local, dbfs:/, /Volumes or s3://)"),
     Param("training", "string", "lora", "cogvideox: lora | full"),
@@ -107,3 +107,28 @@ def command_line(module: str, params: list[Param]) -> str:
     """The MLproject ``command:`` running ``module`` with every parameter passed through."""
     args = " ".join(f"--{p.name.replace('_', '-')} {{{p.name}}}" for p in params)
     return f"python -m {module} {args}"
+
+
+def rewrite_mlproject(path: str, params: list[Param], module: str) -> None:
+    """Rewrite the ``parameters:`` block and ``command:`` of an MLproject file from ``params`` (the
+    comment header above them is kept): ``python -m facevid.jobs.ml.params`` after changing a list."""
+    import yaml
+
+    text = open(path).read()  # noqa: SIM115 - tiny file, rewritten in place
+    head = text[: text.index("    parameters:\n") + len("    parameters:\n")]
+    def scalar(p: Param) -> str:  # YAML that reads back as the same value and type (2e-06 would be a string)
+        style = '"' if p.type == "string" else None
+        return yaml.safe_dump(p.default, default_style=style).strip().removesuffix("...").strip()
+
+    lines = [f"      {p.name}: {{type: {p.type}" + ("" if p.default is None else f", default: {scalar(p)}") + "}"
+             for p in params]
+    with open(path, "w") as fh:
+        fh.write(head + "\n".join(lines) + f'\n    command: "{command_line(module, params)}"\n')
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "mlflow_projects"
+    rewrite_mlproject(str(root / "finetune" / "MLproject"), FINETUNE, "facevid.jobs.ml.finetune")
+    rewrite_mlproject(str(root / "evaluate" / "MLproject"), EVALUATE, "facevid.jobs.ml.evaluate")

@@ -80,6 +80,15 @@ def setup_tracking(lake: str, files_root: str | None = None) -> str:
     return exp
 
 
+def log_params_once(params: dict[str, Any]) -> None:
+    """Log the parameters the active run does not have yet (``mlflow run`` logs the project's own)."""
+    import mlflow
+
+    run = mlflow.active_run()
+    have = mlflow.MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    mlflow.log_params({k: v for k, v in params.items() if k not in have})
+
+
 def log_lineage(table: str, table_uri: str, version: int, split: str | None, rows: Any, context: str) -> None:
     """The Delta table/version the ACTIVE run read: an ``mlflow.data`` input plus tags (module docstring).
     ``rows`` is a pandas frame of the rows read (clip ids and captions; no tensors)."""

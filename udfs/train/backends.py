@@ -30,10 +30,20 @@ def build_backend(name: str, settings: dict[str, Any], device: str, seed: int) -
         return TinyBackend(TinyConfig(mode=settings["mode"], channels=int(settings.get("channels", 32))),
                            device=device, seed=seed)
     if name == "cogvideox":
-        from facevid.udfs.train.cogvideox import CogVideoXBackend, CogVideoXSettings
+        from facevid.udfs.train.cogvideox import CogVideoXBackend
 
-        return CogVideoXBackend(CogVideoXSettings.from_params(settings, device=device))
+        return CogVideoXBackend(cogvideox_settings(settings, device))
     raise ValueError(f"finetune.backend must be one of {BACKENDS}, got {name!r}")
+
+
+def cogvideox_settings(params: dict[str, Any], device: str) -> Any:
+    """The project's parameters as ``CogVideoXSettings`` (square frames of ``size``)."""
+    from facevid.udfs.train.cogvideox import CogVideoXSettings
+
+    return CogVideoXSettings(model_path=params.get("model_path") or None, mode=params["mode"],
+                             training=params.get("training", "lora"), lora_rank=int(params.get("lora_rank", 64)),
+                             lora_alpha=float(params.get("lora_alpha", 64.0)), device=device,
+                             num_frames=int(params["frames"]), height=int(params["size"]), width=int(params["size"]))
 
 
 def save_trained(backend: Any, module: Any, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def load_trained(folder: str | Path, device: str = "cpu") -> Any:
     if meta["backend"] == "tiny":
         return TinyBackend.load(folder, device)
     if meta["backend"] == "cogvideox":
-        from facevid.udfs.train.cogvideox import CogVideoXBackend, CogVideoXSettings
+        from facevid.udfs.train.cogvideox import CogVideoXBackend
 
-        return CogVideoXBackend.load_trained(CogVideoXSettings.from_params(meta["settings"], device=device), folder)
+        return CogVideoXBackend.load(cogvideox_settings(meta["settings"], device), folder, param="evaluate.model_uri")
     raise ValueError(f"{folder}/{META}: unknown backend {meta['backend']!r}")

@@ -32,6 +32,7 @@ class LoopState:
     lr: float = 1e-3  # the base learning rate now (recoveries reduce it)
     recoveries: int = 0
     losses: list[float] = field(default_factory=list)  # the recent healthy losses (spike rule window)
+    first_losses: list[float] = field(default_factory=list)  # the run's first 20 healthy losses (did it learn?)
 
     @classmethod
     def from_json(cls, text: str) -> LoopState:

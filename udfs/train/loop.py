@@ -162,7 +162,6 @@ class Trainer:
         self.faults = parse_faults(settings.faults)
         self.fired = set(hooks.fired())
         self.state = LoopState(lr=settings.lr)
-        self.first_losses: list[float] = []
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _save(self) -> None:
@@ -263,12 +262,12 @@ class Trainer:
                 self.state.samples_seen + len(batch["caption"])
             self.state.losses = (self.state.losses + [value])[-self.s.spike_window:]
             recent.append(value)
-            if len(self.first_losses) < 20:
-                self.first_losses.append(value)
+            if len(self.state.first_losses) < 20:
+                self.state.first_losses.append(value)
             if step % self.s.log_every == 0 or step == self.s.steps:
                 self.hooks.metrics({"loss": statistics.fmean(recent), "lr": self._lr_at(step - 1)}, step)
                 recent = []
             if step % self.s.checkpoint_every == 0 or step == self.s.steps:
                 self._save()
-        return TrainResult(self.state, self.module, self.first_losses, self.state.losses[-20:],
+        return TrainResult(self.state, self.module, self.state.first_losses, self.state.losses[-20:],
                            time.monotonic() - t0)
