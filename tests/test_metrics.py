@@ -245,6 +245,23 @@ def test_in_tree_i3d_loads_a_piergiaj_layout_state_dict(tmp_path: Path) -> None:
     assert pool(videos).shape == (2, 1024)
 
 
+def test_torchvision_inception_state_dict_gives_its_pool_features(tmp_path: Path) -> None:
+    import_torchvision()
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True).eval()
+    torch.save(net.state_dict(), tmp_path / "inception_v3.pth")
+    extractor = load_extractor(str(tmp_path / "inception_v3.pth"), FID_KEY, "image", input_size=96)
+    assert (extractor.fmt, extractor.num_features) == ("torchvision-inception", 2048)
+    frames = torch.randint(0, 256, (2, 3, 96, 96), dtype=torch.uint8)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    net.fc = torch.nn.Identity()
+    with torch.no_grad():
+        direct = net((frames.float() / 255 - mean) / std)
+    assert torch.allclose(extractor(frames), direct, atol=1e-4)
+
+
 def test_missing_and_garbled_weights_name_the_config_key(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=f"{FID_KEY}: not set"):
         load_extractor(None, FID_KEY, "image")

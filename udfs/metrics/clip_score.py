@@ -87,7 +87,7 @@ class ClipScorer:
 
     def score_video(self, video: Any, prompt: str) -> float:
         """CLIPScore of one video ``(T, C, H, W)`` (uint8, or float in [0, 1]) against ``prompt``."""
-        frames = as_videos(video[None] if hasattr(video, "ndim") and video.ndim == 4 else video)[0]
+        frames = as_videos(video[None], "a video (T, C, H, W)")[0]
         if self.frames_per_video is not None:
             frames = frames[uniform_frame_indices(frames.shape[0], self.frames_per_video)]
         frames = resize_frames(frames, self.resolution).to(self.device)
