@@ -6,7 +6,9 @@
 pipeline.yml are relative to the config file). Input: RGB, resized to the model's fixed input size
 (else ``scorer_size``), ``(x / 255 - scorer_mean) / scorer_std``, NCHW float32, the sampled frames
 as one batch when the batch axis is dynamic. The score is the mean of the model's first output
-over the frames. A score without a model is null and the process logs that once.
+over the frames. A score without a model is null and the process logs that once. The model I/O
+helpers (``input_size``, ``scorer_input``, ``run_scorer``) also serve the evaluation scorers
+(``facevid.udfs.metrics.image_quality``).
 """
 
 from __future__ import annotations
@@ -51,18 +53,46 @@ def warn_disabled(params: Any) -> None:
                 ", ".join(off), ", ".join(f"{n}_path" for n in off))
 
 
-def onnx_session(path: str) -> Any:
-    """A single-threaded CPU ONNX Runtime session (one per worker thread; the engine runs several)."""
+def onnx_session(path: str, threads: int = 1) -> Any:
+    """A CPU ONNX Runtime session, single-threaded by default (one per worker thread; the engine runs
+    several)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # one per worker thread; the engine runs several
+    opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def _fixed(dim: Any) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def input_size(session: Any, default: int) -> tuple[int, int]:
+    """``(width, height)`` a scorer takes: its fixed NCHW input size, else ``default`` for a free axis."""
+    shape = session.get_inputs()[0].shape
+    h = _fixed(shape[2]) if len(shape) == 4 else None
+    w = _fixed(shape[3]) if len(shape) == 4 else None
+    return w or default, h or default
+
+
+def scorer_input(img: np.ndarray, size: tuple[int, int], mean: Any, std: Any, bgr: bool = True) -> np.ndarray:
+    """One image (HWC uint8, BGR unless ``bgr`` is False) as a scorer input: resized to ``size``
+    (w, h; INTER_AREA), RGB, ``(x / 255 - mean) / std``, CHW float32."""
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB) if bgr else small
+    x = (rgb.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
+    return x.transpose(2, 0, 1)
+
+
+def run_scorer(session: Any, inputs: list[np.ndarray], max_batch: int | None = None) -> np.ndarray:
+    """Per-image scores (float64, one per input: the mean of its row of the model's first output).
+    One batch when the batch axis is dynamic (chunks of ``max_batch``), else one image per call."""
+    inp = session.get_inputs()[0]
+    step = 1 if _fixed(inp.shape[0]) else (max_batch or max(len(inputs), 1))
+    out = [np.asarray(session.run(None, {inp.name: np.stack(inputs[i:i + step])})[0], np.float64)
+           for i in range(0, len(inputs), step)]
+    return np.concatenate([o.reshape(o.shape[0], -1).mean(axis=1) for o in out]) if out else np.zeros(0)
 
 
 class LearnedScores:
@@ -92,13 +122,8 @@ class LearnedScores:
                 if box is None:
                     continue
                 img = frame[box[1]:box[3], box[0]:box[2]]
-            shape = self._model(name).get_inputs()[0].shape
-            h = _fixed(shape[2]) if len(shape) == 4 else None
-            w = _fixed(shape[3]) if len(shape) == 4 else None
-            rgb = cv2.cvtColor(cv2.resize(img, (w or p.scorer_size, h or p.scorer_size),
-                                          interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-            x = (rgb.astype(np.float32) / 255.0 - np.float32(p.scorer_mean)) / np.float32(p.scorer_std)
-            self.inputs[name].append(x.transpose(2, 0, 1))
+            size = input_size(self._model(name), p.scorer_size)
+            self.inputs[name].append(scorer_input(img, size, p.scorer_mean, p.scorer_std))
 
     def pending(self) -> bool:
         """True while no frame has been prepared for some model."""
@@ -110,9 +135,5 @@ class LearnedScores:
         for name, xs in self.inputs.items():
             if not xs:
                 continue
-            sess = self._model(name)
-            inp = sess.get_inputs()[0]
-            batches = [np.stack(xs)] if not _fixed(inp.shape[0]) else [x[None] for x in xs]
-            values = [np.asarray(sess.run(None, {inp.name: b})[0], np.float64) for b in batches]
-            out[name] = float(np.mean(np.concatenate([v.ravel() for v in values])))
+            out[name] = float(np.mean(run_scorer(self._model(name), xs)))
         return out
