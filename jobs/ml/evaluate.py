@@ -80,8 +80,8 @@ class Scores:
         if args.clip_model_path:
             from facevid.udfs.metrics.clip_score import ClipScorer
 
-            self.clip = ClipScorer(args.clip_model_path, "evaluate.clip_model_path", device,
-                                   frames_per_video=args.fid_frames, resolution=args.resolution)
+            self.clip = ClipScorer.load(args.clip_model_path, "evaluate.clip_model_path", device,
+                                        frames_per_video=args.fid_frames, resolution=args.resolution)
         models = {n: (getattr(args, f"{n}_path"), f"evaluate.{n}_path") for n in ("aesthetic", "iqa", "fiqa")
                   if getattr(args, f"{n}_path")}
         if models:
@@ -123,8 +123,9 @@ class Scores:
         for name, extractor in (("FID", self.fid), ("FVD", self.fvd)):
             if extractor is not None:
                 real, gen = self.acc[f"{name.lower()}_real"], self.acc[f"{name.lower()}_generated"]
+                facts = extractor.describe()
                 out[name] = {"value": frechet_distance(real.stats(), gen.stats()), "n": gen.stats().n,
-                             "extractor": f"{extractor.fmt}@{Path(extractor.path).name}"}
+                             "extractor": f"{facts['format']}@{facts['weights_sha256']}"}
         for key, values in self.values.items():
             out[key] = {"value": float(np.mean(values)), "n": len(values), "extractor": None}
         return out
