@@ -21,8 +21,9 @@ A mix is data (``MixSpec.from_dict``, validated at load: a bad key is a ``ValueE
   ``"<seed>:<clip_id>"``, ties by ``clip_id``): a source contributes the longest prefix of its
   rank order within its target, so the achieved duration is below the target by less than one
   clip. The order never depends on the other clips: a clip added to a source lands at its own
-  rank; when that is before the cut it pushes out at most its own duration from the tail, else
-  nothing changes. Adding clips to the limiting source raises every target, and earlier picks stay.
+  rank; when that is before the cut it pushes out clips from the tail totalling less than its own
+  duration plus one clip, else nothing changes. Adding clips only ever raises the targets (the
+  limiting source grows, or stays), so earlier picks of the other sources stay.
 - **Identities.** Sources are disjoint and gold already keeps an identity in one split and caps
   its clips, so a mix needs no identity logic of its own.
 - **Missing sources.** A listed source without eligible clips is a ``ValueError`` unless the mix
