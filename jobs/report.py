@@ -4,7 +4,8 @@ Sections: lineage (Delta versions read, latest runs), hours and clips per source
 duration / resolution / faces-per-frame histograms, quality distributions with the gold rules'
 thresholds drawn, clips per identity with the cap, the funnel (clips each rule removed) and
 example frames per bucket; the annotation sections (attributes, caption keywords, speech, lip-sync,
-agreement with declared labels) come from ``facevid.jobs.report_annotations``. Every section
+agreement with declared labels) come from ``facevid.jobs.report_annotations``, image quality per
+source (learned aesthetic/IQA/FIQA scores) from ``facevid.jobs.report_quality``. Every section
 tolerates missing tables and columns.
 """
 

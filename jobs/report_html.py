@@ -24,6 +24,7 @@ from facevid.jobs.report import (
     split_summary,
 )
 from facevid.jobs.report_annotations import annotation_sections
+from facevid.jobs.report_quality import quality_sections
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
@@ -112,6 +113,7 @@ def build_report(ctx: Any, out_dir: str | Path, n_examples: int = 4) -> Path:
                      f"{r['rule']}: {r['column']} ({r['fail_share']:.0%} of clips fail)", r["column"],
                      (r["min"], r["max"]))
         parts.append(html_img(name, r["rule"]))
+    parts += quality_sections(ctx, out, plt)
     parts.append("<h2>Identities</h2>")
     ident = identity_counts(t, cap)
     if ident:
