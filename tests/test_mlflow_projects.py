@@ -10,16 +10,17 @@ from conftest import REPO, write_config
 
 from facevid.jobs.config import ConfigError, load_config
 from facevid.jobs.ml.cli import project_dir, project_params
-from facevid.jobs.ml.params import EVALUATE, FINETUNE, command_line, mlproject_parameters
+from facevid.jobs.ml.params import EVALUATE, FINETUNE, PROJECT_ENTRIES, command_line, mlproject_parameters
 
 
-@pytest.mark.parametrize(("name", "params", "module"), [("finetune", FINETUNE, "facevid.jobs.ml.finetune"),
-                                                        ("evaluate", EVALUATE, "facevid.jobs.ml.evaluate")])
-def test_each_mlproject_declares_exactly_the_entry_points_parameters(name, params, module) -> None:
+@pytest.mark.parametrize("name", sorted(PROJECT_ENTRIES))
+def test_each_mlproject_declares_exactly_the_entry_points_parameters(name) -> None:
     doc = yaml.safe_load((REPO / "mlflow_projects" / name / "MLproject").read_text())
-    main = doc["entry_points"]["main"]
-    assert main["parameters"] == mlproject_parameters(params)
-    assert main["command"] == command_line(module, params)
+    assert set(doc["entry_points"]) == set(PROJECT_ENTRIES[name])
+    for entry, (params, module) in PROJECT_ENTRIES[name].items():
+        declared = doc["entry_points"][entry]
+        assert declared["parameters"] == mlproject_parameters(params)
+        assert declared["command"] == command_line(module, params)
     assert project_dir(name) == REPO / "mlflow_projects" / name  # the installed package points at the folder
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from facevid.jobs.config import ConfigError, PipelineConfig
-from facevid.jobs.ml.params import EVALUATE, FINETUNE, TYPES, Param
+from facevid.jobs.ml.params import EVALUATE, FINETUNE, MOS, TYPES, Param
 
 PROJECTS = {"train": ("finetune", FINETUNE), "evaluate": ("evaluate", EVALUATE)}
 MLFLOW_KEYS = ("tracking_uri", "experiment", "artifact_location")
@@ -38,6 +38,14 @@ def training_section(cfg: PipelineConfig) -> dict[str, Any]:
     mlflow_keys = sorted(set(section.get("mlflow") or {}) - set(MLFLOW_KEYS))
     if mlflow_keys:
         raise ConfigError(f"training.mlflow: unknown key(s) {', '.join(mlflow_keys)}; known: {', '.join(MLFLOW_KEYS)}")
+    from facevid.udfs.metrics.evalsets import load_eval_sets
+    from facevid.udfs.train.mixing import load_mixes
+
+    try:  # validated before any run starts (the projects read them again from the same file)
+        load_mixes(section.get("mixes"), prefix="training.mixes")
+        load_eval_sets(section.get("eval_sets"), prefix="training.eval_sets")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     return section
 
 
@@ -49,10 +57,12 @@ def project_dir(name: str) -> Path:
     return folder
 
 
-def project_params(cfg: PipelineConfig, project: str, declared: list[Param], overrides: list[str]) -> dict[str, Any]:
-    """``training.<project>`` values overridden by ``-P KEY=VALUE``, typed and checked by name."""
+def project_params(cfg: PipelineConfig, project: str, declared: list[Param], overrides: list[str],
+                   section: bool = True) -> dict[str, Any]:
+    """``training.<project>`` values (unless ``section`` is False) overridden by ``-P KEY=VALUE``, typed and
+    checked by name, plus the lake, files root and config of ``cfg``."""
     known = {p.name: p for p in declared}
-    values = dict(training_section(cfg).get(project) or {})
+    values = dict(training_section(cfg).get(project) or {}) if section else {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -74,10 +84,8 @@ def project_params(cfg: PipelineConfig, project: str, declared: list[Param], ove
         if key.endswith("_path") and out[key] and "://" not in str(out[key]) and not str(out[key]).startswith(
                 ("/", "dbfs:")):
             out[key] = str((cfg.path.resolve().parent / str(out[key])).resolve())
-    out["lake"] = cfg.lake
-    if "files" in known:
-        out["files"] = cfg.files_root
-    return out
+    out.update(lake=cfg.lake, files=cfg.files_root, config=str(cfg.path.resolve()))
+    return {k: v for k, v in out.items() if k in known}
 
 
 def tracking(cfg: PipelineConfig, experiment: str | None) -> tuple[str, str]:
@@ -103,13 +111,17 @@ def run_project(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from mlflow.exceptions import ExecutionException
 
     name, declared = PROJECTS[args.command]
-    params = project_params(cfg, name, declared, args.param)
+    entry = "mos" if getattr(args, "mos", None) else "main"
+    if entry == "mos":  # people's ratings: the CSV, not the generation settings
+        params = project_params(cfg, name, MOS, [*args.param, f"ratings={Path(args.mos).resolve()}"], section=False)
+    else:
+        params = project_params(cfg, name, declared, args.param)
     uri, exp = tracking(cfg, args.experiment)
     # `python` in the MLproject command must be this interpreter (the venv that has facevid installed)
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     print(f"{args.command}: mlflow run {project_dir(name)} ({uri}, experiment {exp})", flush=True)
     try:
-        submitted = mlflow.projects.run(uri=str(project_dir(name)), entry_point="main", parameters=params,
+        submitted = mlflow.projects.run(uri=str(project_dir(name)), entry_point=entry, parameters=params,
                                         env_manager="local", experiment_id=exp, synchronous=True)
     except ExecutionException as exc:
         print(f"facevid: {args.command} failed: {exc}", file=sys.stderr)
@@ -122,23 +134,21 @@ def run_project(cfg: PipelineConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_export(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    """``facevid export``: a gold split at a pinned version in a trainer's format (``<out>/<format>/...``)."""
-    from facevid.jobs.lake import storage_options
-    from facevid.jobs.ml.data import table_uri
+    """``facevid export``: a gold split (or a declared mix) at a pinned version in a trainer's format."""
+    from facevid.jobs.ml.data import selected_snapshot
     from facevid.udfs.train.exports import export_snapshot
-    from facevid.udfs.train.reader import latest_version, load_snapshot
 
-    uri = table_uri(cfg.lake, args.table, args.table_uri or "")
-    opts = storage_options(uri)
+    training_section(cfg)  # mixes validated
+    query = argparse.Namespace(lake=cfg.lake, table=args.table, table_uri=args.table_uri or "", version=args.version,
+                               split=args.split, mix=args.mix or "", config=str(cfg.path.resolve()))
     try:
-        version = latest_version(uri, opts) if args.version == "latest" else int(args.version)
-        snapshot = load_snapshot(uri, version, None if args.split == "all" else args.split, opts)
+        snapshot, selection = selected_snapshot(query)
         meta = export_snapshot(snapshot, args.out or cfg.file_uri("exports"), args.format, args.videos,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, mix=selection.params() if selection else None)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         raise ConfigError(str(exc)) from exc
-    print(json.dumps({k: meta[k] for k in ("folder", "format", "table_uri", "version", "split", "rows",
-                                           "clip_ids_sha256", "skipped")}, indent=1))
+    print(json.dumps({k: meta.get(k) for k in ("folder", "format", "table_uri", "version", "split", "rows",
+                                               "clip_ids_sha256", "skipped", "selection")}, indent=1))
     return 0
 
 
@@ -155,6 +165,10 @@ def add_parsers(sub: Any, common: Any) -> None:
         p.add_argument("-P", "--param", action="append", default=[], metavar="KEY=VALUE",
                        help="a project parameter, e.g. -P steps=200 (repeatable)")
         p.add_argument("--experiment", help="MLflow experiment name (default training.mlflow.experiment or facevid)")
+        if command == "evaluate":
+            p.add_argument("--mos", metavar="RATINGS_CSV", help="instead: import people's ratings (rater,model,dataset,"
+                           "video_id + criterion,score or one column per criterion) -> MOS with 95%% intervals, "
+                           "Table 3, meta.evaluations (entry point mos; -P criteria=..., method=...)")
     from facevid.udfs.train.exports import FORMATS, VIDEO_MODES
 
     exp = sub.add_parser("export", help="write a gold split at a pinned Delta version in a trainer's format",
@@ -167,6 +181,7 @@ def add_parsers(sub: Any, common: Any) -> None:
     exp.add_argument("--table-uri", help="the table's Delta location (needed for a uc: lake)")
     exp.add_argument("--version", default="latest", help="Delta version (default: the latest, resolved and recorded)")
     exp.add_argument("--split", default="train", help="train | test | all (default train)")
+    exp.add_argument("--mix", help="a mix declared in training.mixes (its own split applies)")
     exp.add_argument("--videos", choices=VIDEO_MODES, help="link (default locally), copy, or uri")
     exp.add_argument("--out", help="output root (default <files root>/exports)")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing export of the same version")

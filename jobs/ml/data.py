@@ -78,16 +78,54 @@ def snapshot_of(uri: str, version: str | int, split: str | None) -> Any:
     return load_snapshot(uri, pinned, split, opts)
 
 
-def resolve_table(args: argparse.Namespace) -> tuple[TableRef, Any]:
-    """``(TableRef, rows)`` for the run's table, version and split (ValueError / FileNotFoundError)."""
-    snapshot = snapshot_of(table_uri(args.lake, args.table, args.table_uri), args.version, split_of(args))
-    return TableRef(args.table, snapshot.table_uri, snapshot.version), snapshot.rows
+def declared(config: str, key: str) -> dict[str, Any]:
+    """``training.<key>`` (``mixes`` or ``eval_sets``) of the pipeline.yml at ``config``, validated."""
+    import yaml
+
+    from facevid.udfs.metrics.evalsets import load_eval_sets
+    from facevid.udfs.train.mixing import load_mixes
+
+    if not config:
+        raise ValueError(f"a declared {key[:-1].replace('_', ' ')} needs config (the pipeline.yml declaring "
+                         f"training.{key})")
+    block = ((yaml.safe_load(Path(config).read_text()) or {}).get("training") or {}).get(key)
+    return (load_mixes if key == "mixes" else load_eval_sets)(block, prefix=f"training.{key}")
+
+
+def selected_snapshot(args: argparse.Namespace, version: str | int | None = None) -> tuple[Any, Any]:
+    """``(snapshot, selection)``: the run's table at its version and split, or, with ``mix`` (finetune) /
+    ``eval_set`` (evaluate), the declared selection of it (the selection's own split applies; its result
+    with the per-source report is returned, else None). Deterministic: the workers re-select the same rows."""
+    from facevid.udfs.train.mixing import select_mix
+    from facevid.udfs.train.reader import GoldSnapshot
+
+    name, key = (getattr(args, "mix", ""), "mixes") if getattr(args, "mix", "") else (getattr(args, "eval_set", ""),
+                                                                                      "eval_sets")
+    uri = table_uri(args.lake, args.table, args.table_uri)
+    version = args.version if version is None else version
+    if not name:
+        return snapshot_of(uri, version, split_of(args)), None
+    specs = declared(args.config, key)
+    if name not in specs:
+        raise ValueError(f"{key[:-1]} {name!r} is not declared in training.{key} of {args.config} "
+                         f"(declared: {', '.join(specs) or 'none'})")
+    snapshot = snapshot_of(uri, version, None)
+    result = select_mix(snapshot.rows, specs[name])
+    rows = snapshot.rows[snapshot.rows["clip_id"].isin(set(result.clip_ids))].reset_index(drop=True)
+    return GoldSnapshot(snapshot.table_uri, snapshot.version, specs[name].split, rows), result
+
+
+def resolve_table(args: argparse.Namespace) -> tuple[TableRef, Any, Any]:
+    """``(TableRef, rows, selection)`` for the run (ValueError / FileNotFoundError); ``latest`` is resolved."""
+    snapshot, selection = selected_snapshot(args)
+    return TableRef(args.table, snapshot.table_uri, snapshot.version), snapshot.rows, selection
 
 
 def clip_spec(args: argparse.Namespace) -> Any:
     from facevid.udfs.train.reader import ClipSpec
 
-    return ClipSpec(frames=args.frames, stride=args.stride, height=args.size, width=args.size, offset="random")
+    return ClipSpec(frames=args.frames, stride=args.stride, height=args.size, width=args.size,
+                    offset=getattr(args, "offset", "start"))
 
 
 def stream_factory(args: argparse.Namespace, ref: TableRef, rank: int, world: int
@@ -97,7 +135,7 @@ def stream_factory(args: argparse.Namespace, ref: TableRef, rank: int, world: in
 
     if args.reader not in READERS:
         raise ValueError(f"finetune.reader must be one of {READERS}, got {args.reader!r}")
-    snapshot = snapshot_of(ref.uri, ref.version, split_of(args))
+    snapshot, _ = selected_snapshot(args, ref.version)
     spec = clip_spec(args)
     if args.reader == "mosaic":
         return _mosaic_stream(args, snapshot, spec)

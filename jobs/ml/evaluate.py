@@ -27,7 +27,7 @@ import numpy as np
 
 from facevid.jobs.ml.data import clip_spec, resolve_table
 from facevid.jobs.ml.params import EVALUATE, add_arguments
-from facevid.jobs.ml.tracking import TAG, log_lineage, log_params_once, setup_tracking
+from facevid.jobs.ml.tracking import TAG, log_lineage, log_params_once, log_selection, setup_tracking
 
 TABLE2 = ("FVD", "FID", "CLIPScore", "aesthetic", "iqa", "fiqa", "temporal_flicker", "sharpness")
 
@@ -39,23 +39,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def select_rows(args: argparse.Namespace, rows: Any) -> tuple[Any, str]:
+def select_rows(args: argparse.Namespace, rows: Any, version: int) -> tuple[Any, str]:
     """The evaluated clips (at most ``videos``, in a seeded order) and the dataset's name."""
     from facevid.udfs.train.mixing import rank_keys
 
-    name = f"{args.table}@v{{version}}/{args.split}"
-    if args.eval_set:
-        from facevid.jobs.config import load_config
-        from facevid.udfs.metrics.evalsets import load_eval_sets, select_eval_set
-
-        if not args.config:
-            raise ValueError("eval_set needs config (the pipeline.yml that declares training.eval_sets)")
-        sets = load_eval_sets((load_config(args.config).raw.get("training") or {}).get("eval_sets"))
-        if args.eval_set not in sets:
-            raise ValueError(f"eval_set {args.eval_set!r} is not declared (training.eval_sets: {', '.join(sets)})")
-        chosen = select_eval_set(rows, sets[args.eval_set])
-        rows = rows.set_index("clip_id").loc[list(chosen.clip_ids)].reset_index()
-        name = f"{args.eval_set}@v{{version}}"
+    name = f"{args.eval_set}@v{version}" if args.eval_set else f"{args.table}@v{version}/{args.split}"
     order = np.argsort(rank_keys(rows["clip_id"].to_numpy(), args.seed), kind="stable")
     return rows.iloc[order[: args.videos]].reset_index(drop=True), name
 
@@ -182,14 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import mlflow
 
-    from facevid.jobs.ml.evaluations import append, evaluation_rows
+    from facevid.jobs.ml.evaluations import append, evaluation_rows, markdown
     from facevid.jobs.ml.registry import load_model_folder
     from facevid.udfs.train.backends import load_trained, resolve_device
 
     try:
-        ref, rows = resolve_table(args)
-        rows, dataset = select_rows(args, rows)
-        dataset = dataset.format(version=ref.version)
+        ref, rows, selection = resolve_table(args)
+        rows, dataset = select_rows(args, rows, ref.version)
         if not args.model_uri:
             raise ValueError("model_uri is required (models:/NAME/VERSION, runs:/RUN_ID/model or a folder)")
         setup_tracking(args.lake)
@@ -204,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tags({f"{TAG}.project": "evaluate", f"{TAG}.model_uri": args.model_uri,
                          f"{TAG}.dataset": dataset})
         log_lineage(ref.table, ref.uri, ref.version, args.split, rows[["clip_id", "caption"]], context="evaluation")
+        log_selection(selection)
         videos = Path(tmp) / "videos"
         videos.mkdir()
         result = evaluate(args, rows, backend, device, videos)
@@ -212,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tags({f"{TAG}.metric.{k}": v for k, v in notes.items()})
         row = table2(args.model_uri, dataset, metrics, notes)
         (Path(tmp) / "table2.json").write_text(json.dumps(row, indent=1, default=str))
-        (Path(tmp) / "table2.md").write_text("| " + " | ".join(row) + " |\n|" + "---|" * len(row) + "\n| "
-                                             + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
-                                                          for v in row.values()) + " |\n")
+        (Path(tmp) / "table2.md").write_text(markdown([row]))
         mlflow.log_artifacts(tmp)
         settings = {k: getattr(args, k) for k in ("frames", "stride", "size", "steps", "guidance_scale", "seed",
                                                    "fid_frames")} | {"fvd_frames": min(16, args.frames)}

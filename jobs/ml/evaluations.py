@@ -42,6 +42,14 @@ def evaluation_rows(run: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> 
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """A GitHub-style table of ``rows`` (floats to 4 significant digits)."""
+    cols = list(rows[0]) if rows else []
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]) + "\n"
+
+
 def append(lake: str, files_root: str, rows: pa.Table, run_id: str, wait_s: float = 120.0) -> int | None:
     """Append ``rows`` to ``meta.evaluations``; returns the new Delta version (None on Unity Catalog)."""
     if lake.startswith("uc:"):

@@ -32,6 +32,7 @@ from facevid.jobs.ml.tracking import (
     MlflowHooks,
     log_lineage,
     log_params_once,
+    log_selection,
     newest_checkpoint,
     setup_tracking,
 )
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from facevid.jobs.ml.registry import register
 
     try:
-        ref, rows = resolve_table(args)
+        ref, rows, selection = resolve_table(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"finetune: error: {exc}", file=sys.stderr)
         return 2
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tags({f"{TAG}.project": "finetune", f"{TAG}.backend": args.backend, f"{TAG}.mode": args.mode})
         log_lineage(ref.table, ref.uri, ref.version, None if args.split == "all" else args.split,
                     rows[["clip_id", "caption"]], context="training")
+        log_selection(selection)
         workdir = Path(args.workdir or Path(tempfile.gettempdir()) / "facevid-train" / run_id)
         workdir.mkdir(parents=True, exist_ok=True)
         rc, summary = supervise(args, run_id, workdir, ref.version)

@@ -22,6 +22,7 @@ class Param:
 COMMON = [
     Param("lake", "string", None, "lake root: a directory, s3://bucket/prefix or uc:catalog.schema (required)"),
     Param("files", "string", "", "the files root (leases; default: the lake root, as in pipeline.yml)"),
+    Param("config", "string", "", "pipeline.yml declaring training.mixes / training.eval_sets (facevid passes it)"),
     Param("table", "string", "gold.clips", "the table to read"),
     Param("table_uri", "string", "", "the table's Delta location when the lake is uc: (DESCRIBE DETAIL ... location); "
           "default <lake>/<layer>/<name>"),
@@ -39,6 +40,7 @@ FINETUNE = COMMON + [
           "weights from model_path)"),
     Param("mode", "string", "t2v", "t2v (from the caption) | i2v (caption + the clip's first frame)"),
     Param("split", "string", "train", "gold split to train on (`all` = every row)"),
+    Param("mix", "string", "", "train on a declared mix of sources (training.mixes; its own split applies)"),
     Param("model_path", "string", "", "cogvideox: a diffusers pipeline folder (local, dbfs:/, /Volumes or s3://)"),
     Param("training", "string", "lora", "cogvideox: lora | full"),
     Param("lora_rank", "int", 64, "cogvideox: LoRA rank"),
@@ -47,6 +49,8 @@ FINETUNE = COMMON + [
     Param("reader", "string", "native", "native (torch IterableDataset over the Delta table) | mosaic (MDS shards "
           "written from the same rows, read by Mosaic Streaming)"),
     Param("workers", "int", 0, "DataLoader worker processes"),
+    Param("offset", "string", "random", "where a sample starts in its clip: random (seeded per epoch and clip; "
+          "seeks cost a decode from the previous keyframe) | start"),
     Param("steps", "int", 300, "optimizer steps"),
     Param("batch_size", "int", 4, "samples per step and process"),
     Param("lr", "float", 1e-3, "base learning rate (AdamW)"),
@@ -73,7 +77,6 @@ EVALUATE = COMMON + [
           "folder a finetune run saved"),
     Param("split", "string", "test", "gold split to evaluate on"),
     Param("eval_set", "string", "", "a declared cross-dataset evaluation set (training.eval_sets in pipeline.yml)"),
-    Param("config", "string", "", "pipeline.yml (for eval_set); default none"),
     Param("videos", "int", 2048, "test videos (paper: 2,048), capped by what the split holds"),
     Param("steps", "int", 20, "sampling steps per video"),
     Param("guidance_scale", "float", 6.0, "classifier-free guidance"),
@@ -89,6 +92,20 @@ EVALUATE = COMMON + [
     Param("fiqa_path", "string", "", "ONNX face-image-quality scorer, e.g. DSL-FIQA (image -> score)"),
     Param("batch_size", "int", 4, "videos generated and scored at once"),
     Param("save_videos", "int", 8, "generated videos kept as mp4 artifacts"),
+]
+
+
+MOS = [
+    Param("lake", "string", None, "lake root (meta.evaluations is appended there)"),
+    Param("files", "string", "", "the files root (leases; default: the lake root)"),
+    Param("ratings", "string", None, "ratings CSV: rater,model,dataset,video_id + criterion,score (long) or one "
+          "column per criterion (wide)"),
+    Param("criteria", "string", "adherence,naturalness,visual_quality,overall", "the study's criteria (paper's four)"),
+    Param("scale_min", "float", 1.0, "lowest score of the scale"),
+    Param("scale_max", "float", 5.0, "highest score of the scale"),
+    Param("method", "string", "bootstrap", "interval: bootstrap (raters x videos, two-way) | t_videos"),
+    Param("level", "float", 0.95, "confidence level"),
+    Param("seed", "int", 0, "bootstrap seed"),
 ]
 
 
@@ -109,26 +126,35 @@ def command_line(module: str, params: list[Param]) -> str:
     return f"python -m {module} {args}"
 
 
-def rewrite_mlproject(path: str, params: list[Param], module: str) -> None:
-    """Rewrite the ``parameters:`` block and ``command:`` of an MLproject file from ``params`` (the
-    comment header above them is kept): ``python -m facevid.jobs.ml.params`` after changing a list."""
+def rewrite_mlproject(path: str, entries: dict[str, tuple[list[Param], str]]) -> None:
+    """Rewrite the ``entry_points:`` block of an MLproject file from ``entries`` (entry point -> its
+    parameters and module; the comment header and ``name`` above are kept):
+    ``python -m facevid.jobs.ml.params`` after changing a list."""
     import yaml
 
-    text = open(path).read()  # noqa: SIM115 - tiny file, rewritten in place
-    head = text[: text.index("    parameters:\n") + len("    parameters:\n")]
     def scalar(p: Param) -> str:  # YAML that reads back as the same value and type (2e-06 would be a string)
         style = '"' if p.type == "string" else None
         return yaml.safe_dump(p.default, default_style=style).strip().removesuffix("...").strip()
 
-    lines = [f"      {p.name}: {{type: {p.type}" + ("" if p.default is None else f", default: {scalar(p)}") + "}"
-             for p in params]
+    text = open(path).read()  # noqa: SIM115 - tiny file, rewritten in place
+    out = [text[: text.index("entry_points:\n") + len("entry_points:\n")].rstrip("\n")]
+    for entry, (params, module) in entries.items():
+        out += [f"  {entry}:", "    parameters:"]
+        out += [f"      {p.name}: {{type: {p.type}" + ("" if p.default is None else f", default: {scalar(p)}") + "}"
+                for p in params]
+        out.append(f'    command: "{command_line(module, params)}"')
     with open(path, "w") as fh:
-        fh.write(head + "\n".join(lines) + f'\n    command: "{command_line(module, params)}"\n')
+        fh.write("\n".join(out) + "\n")
 
+
+PROJECT_ENTRIES = {
+    "finetune": {"main": (FINETUNE, "facevid.jobs.ml.finetune")},
+    "evaluate": {"main": (EVALUATE, "facevid.jobs.ml.evaluate"), "mos": (MOS, "facevid.jobs.ml.mos")},
+}
 
 if __name__ == "__main__":
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "mlflow_projects"
-    rewrite_mlproject(str(root / "finetune" / "MLproject"), FINETUNE, "facevid.jobs.ml.finetune")
-    rewrite_mlproject(str(root / "evaluate" / "MLproject"), EVALUATE, "facevid.jobs.ml.evaluate")
+    for project, entries in PROJECT_ENTRIES.items():
+        rewrite_mlproject(str(root / project / "MLproject"), entries)

@@ -104,6 +104,24 @@ def log_lineage(table: str, table_uri: str, version: int, split: str | None, row
                      prefix + "split": split or "all", prefix + "rows": str(len(rows))})
 
 
+def log_selection(selection: Any) -> None:
+    """A mix or evaluation set the active run used: its facts as params, its per-source and per-ethnicity
+    report (hours, clips, target vs achieved share) as artifacts ``selection/*.csv``, its notes as a tag."""
+    import tempfile
+
+    import mlflow
+
+    if selection is None:
+        return
+    log_params_once(selection.params())
+    with tempfile.TemporaryDirectory() as tmp:
+        selection.report.to_csv(Path(tmp) / "sources.csv", index=False)
+        selection.ethnicity.to_csv(Path(tmp) / "ethnicity.csv", index=False)
+        mlflow.log_artifacts(tmp, "selection")
+    if selection.notes:
+        mlflow.set_tag(f"{TAG}.selection_notes", " | ".join(selection.notes)[:5000])
+
+
 def fault_tag(fault: str) -> str:
     return f"{TAG}.fault.{fault.replace('@', '_at_')}"
 

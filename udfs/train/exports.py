@@ -49,9 +49,10 @@ INDEX_FILES = {"finetrainers": ("prompts.txt", "videos.txt"), "opensora": ("data
 FORMATS = tuple(INDEX_FILES)
 
 
-def export_name(snapshot: GoldSnapshot) -> str:
-    """``<table>-v<version>-<split|all>``, e.g. ``gold_clips-v7-train``."""
-    return f"{snapshot.table_name}-v{snapshot.version}-{snapshot.split or 'all'}"
+def export_name(snapshot: GoldSnapshot, selection: str | None = None) -> str:
+    """``<table>-v<version>-<split|all>``, e.g. ``gold_clips-v7-train`` (``-mix-<name>`` for a declared mix)."""
+    return f"{snapshot.table_name}-v{snapshot.version}-{snapshot.split or 'all'}" + (
+        f"-mix-{selection}" if selection else "")
 
 
 def _place(row: dict[str, Any], folder: Path, videos: str) -> str:
@@ -114,7 +115,8 @@ _WRITERS: dict[str, Callable[[Path, list[dict[str, Any]], str], None]] = {
     "finetrainers": _finetrainers, "opensora": _opensora, "easyanimate": _easyanimate}
 
 
-def _build(snapshot: GoldSnapshot, folder: Path, fmt: str, videos: str, final: str) -> dict[str, Any]:
+def _build(snapshot: GoldSnapshot, folder: Path, fmt: str, videos: str, final: str,
+           extra: dict[str, Any]) -> dict[str, Any]:
     items: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     for row in snapshot.rows.to_dict("records"):
@@ -133,15 +135,16 @@ def _build(snapshot: GoldSnapshot, folder: Path, fmt: str, videos: str, final: s
         "format": fmt, "rows": len(items), "snapshot_rows": len(snapshot), "videos": videos,
         "clip_ids": ids, "clip_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
         "snapshot_clip_ids_sha256": snapshot.digest(), "index_files": list(INDEX_FILES[fmt]),
-        "skipped": skipped, "created_at": datetime.now(UTC).isoformat(), "folder": final}
+        "skipped": skipped, "created_at": datetime.now(UTC).isoformat(), "folder": final} | extra
     (folder / "export.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return meta
 
 
 def export_snapshot(snapshot: GoldSnapshot, out: str, fmt: str, videos: str | None = None,
-                    overwrite: bool = False) -> dict[str, Any]:
+                    overwrite: bool = False, mix: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``snapshot`` as ``fmt`` under ``out`` (module docstring); returns ``export.json``'s dict
-    (``folder`` is where it was published)."""
+    (``folder`` is where it was published). ``mix``: the facts of a declared mix the snapshot's rows were
+    selected by (``MixResult.params()``, with ``mix`` its name), recorded in ``export.json`` and the name."""
     remote = is_s3(out)
     videos = videos or ("copy" if remote else "link")
     validate("export", [
@@ -149,10 +152,11 @@ def export_snapshot(snapshot: GoldSnapshot, out: str, fmt: str, videos: str | No
         (videos in VIDEO_MODES, f"videos must be one of {VIDEO_MODES}, got {videos!r}"),
         (not (remote and videos == "link"), "videos='link' cannot be written to s3:// (use copy or uri)"),
     ])
-    final = f"{out.rstrip('/')}/{fmt}/{export_name(snapshot)}"
+    final = f"{out.rstrip('/')}/{fmt}/{export_name(snapshot, (mix or {}).get('mix'))}"
+    extra = {"selection": mix} if mix else {}
     if remote:
         with tempfile.TemporaryDirectory(prefix="facevid-export-") as tmp:
-            meta = _build(snapshot, Path(tmp), fmt, videos, final)
+            meta = _build(snapshot, Path(tmp), fmt, videos, final, extra)
             for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
                 put_file(path, f"{final}/{path.relative_to(tmp).as_posix()}")
         return meta
@@ -162,7 +166,7 @@ def export_snapshot(snapshot: GoldSnapshot, out: str, fmt: str, videos: str | No
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        meta = _build(snapshot, staging, fmt, videos, str(target))
+        meta = _build(snapshot, staging, fmt, videos, str(target), extra)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
