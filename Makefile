@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Leave VIDEOS empty to use pipeline.yml's sources; `make demo VIDEOS=~/clips` (or s3://...) overrides.
 VIDEOS ?=
+# `make demo TRAIN=1` ends with a tiny fine-tune and its evaluation (the MLflow projects, ~2 min on 2 cores).
+TRAIN ?=
 LAKE ?= ./lake
 FACEVID := $(BIN)/facevid
 OPTS := --config pipeline.yml --lake $(LAKE)
@@ -55,6 +57,15 @@ demo: install
 	  round(speech_frac, 2) AS speech, av_offset_ms, av_sync_reliable AS sync_known, caption FROM gold_clips ORDER BY file"
 	@echo "== facevid report"
 	@$(FACEVID) report $(OPTS)
+ifneq ($(TRAIN),)
+	@echo "== facevid train: the tiny model on gold's train split (mlflow_projects/finetune; NaN injected at step 120)"
+	@$(FACEVID) train $(OPTS) -P steps=300 -P channels=16 -P workers=1 -P faults=nan@120
+	@echo "== facevid evaluate: the registered model on gold's test split -> meta.evaluations"
+	@$(FACEVID) evaluate $(OPTS) -P model_uri=models:/facevid-video/latest -P steps=10
+	@$(FACEVID) sql $(OPTS) "SELECT model_uri, dataset, table_version, metric, round(value, 4) AS value, n \
+	  FROM meta_evaluations ORDER BY evaluated_at DESC, metric LIMIT 12"
+	@echo "   runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(LAKE))/mlflow/mlflow.db"
+endif
 
 lint: install
 	$(BIN)/ruff check .
@@ -64,6 +75,7 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/bench.py $(if $(VIDEOS),--videos $(VIDEOS),)
+	$(BIN)/python bench/train_throughput.py --lake $(LAKE)
 
 clean:
 	rm -rf $(LAKE) .pytest_cache bench/out

@@ -233,6 +233,13 @@ def check_bundle(doc: dict[str, Any], pyproject: dict[str, Any], cfg: PipelineCo
             covered |= set(stages)
             for item in args.overrides:
                 problems += _check_override(where, item, cfg)
+            if args.command in ("train", "evaluate"):  # -P names and types: the MLflow project's parameters
+                from facevid.jobs.ml.cli import PROJECTS, project_params
+
+                try:
+                    project_params(cfg, PROJECTS[args.command][0], PROJECTS[args.command][1], args.param)
+                except ConfigError as exc:
+                    problems.append(f"{where}: {exc}")
             amount = float((clusters.get(ck) or {}).get("spark_conf", {}).get(GPU_CONF, 0) or 0)
             for name in stages:
                 spec = cfg.stages.get(name)

@@ -107,6 +107,33 @@ def test_every_stage_runs_on_the_cpu_cluster_and_the_gpu_cluster_waits(cfg) -> N
     assert all(spec.resources.gpu == 0 for spec in cfg.stages.values())
 
 
+def train_task(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    return {t["task_key"]: t for t in doc["resources"]["jobs"]["facevid_train"]["tasks"]}[key]
+
+
+def replace_train_param(task: str, old: str, new: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(doc: dict[str, Any]) -> None:
+        p = train_task(doc, task)["python_wheel_task"]["parameters"]
+        p[p.index(old)] = new
+    return mutate
+
+
+def test_the_train_job_runs_both_projects_on_one_gpu_node_with_the_ml_libraries() -> None:
+    doc = bundle()
+    job = doc["resources"]["jobs"]["facevid_train"]
+    (cluster,) = job["job_clusters"]
+    assert cluster["new_cluster"]["num_workers"] == 0 and "gpu" in cluster["new_cluster"]["spark_version"]
+    train, evaluate = train_task(doc, "train"), train_task(doc, "evaluate")
+    assert evaluate["depends_on"] == [{"task_key": "train"}]
+    args = task_args(doc, "facevid_train")
+    assert args["train"].command == "train" and args["evaluate"].command == "evaluate"
+    assert "backend=cogvideox" in args["train"].param and "training.mlflow.tracking_uri=databricks" in \
+        args["train"].overrides
+    wanted = {"diffusers>=0.42,<0.43", "peft>=0.21,<0.22", "torchmetrics>=1.9,<2"}
+    for task in (train, evaluate):
+        assert {lib["pypi"]["package"] for lib in task["libraries"] if "pypi" in lib} == wanted
+
+
 def _gpu_faces(doc: dict[str, Any]) -> None:
     tasks(doc)["faces"]["job_cluster_key"] = "gpu"
 
@@ -151,6 +178,10 @@ def _gpu_faces(doc: dict[str, Any]) -> None:
      "depends_on cycle"),
     (lambda d: tasks(d)["faces"].update(max_retries="twice"),
      "schema: resources.jobs.facevid_pipeline.tasks.2.max_retries: 'twice' is not valid under any of the given schemas"),
+    (replace_train_param("train", "training=lora", "trainng=lora"),
+     "tasks[train]: training.finetune: unknown parameter(s) trainng"),
+    (replace_train_param("evaluate", "steps=50", "steps=fifty"),
+     "tasks[evaluate]: training.evaluate.steps: 'fifty' is not a int"),
     (lambda d: tasks(d)["faces"].update(job_cluster="cpu"),
      "schema: resources.jobs.facevid_pipeline.tasks.2: Additional properties are not allowed ('job_cluster'"),
 ])

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_lake
+from conftest import REPO, copy_lake, rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 BIN = Path(sys.executable).parent
@@ -89,6 +89,14 @@ def test_the_tiny_model_learns_on_gold_and_recovers_from_a_nan_and_a_kill(lake, 
     assert json.loads(inp.dataset.source) == {"path": gold, "delta_table_version": DeltaTable(gold).version()}
     version = client.get_model_version("facevid-e2e", "1")
     assert version.run_id == trained
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(store["uri"])
+    model = mlflow.pyfunc.load_model("models:/facevid-e2e/1")  # the registered pyfunc generates videos
+    (video,) = model.predict(pd.DataFrame({"prompt": ["A person talks."]}),
+                             params={"size": 32, "num_frames": 8, "steps": 2})
+    assert video.shape == (8, 3, 32, 32) and video.min() >= 0 and video.max() <= 1
 
 
 def test_evaluate_scores_generated_videos_into_meta_evaluations(lake, store, trained, tmp_path) -> None:
@@ -118,6 +126,12 @@ def test_evaluate_scores_generated_videos_into_meta_evaluations(lake, store, tra
     assert set(mine["table_version"]) == {DeltaTable(lake.lake.location("gold.clips")).version()}
     row = json.loads(Path(client.download_artifacts(run_id, "table2.json", str(tmp_path))).read_text())
     assert row["FID"] == pytest.approx(m["FID"]) and row["CLIPScore"] == "not configured"
+    from test_annotations_e2e import readme_sql
+
+    table2, _ = (rows(lake, s) for s in readme_sql("evaluation-sql"))  # the README's SQL, as written
+    mine_row = [r for r in table2 if r["model_uri"] == "models:/facevid-e2e/1"]
+    assert len(mine_row) == 1 and mine_row[0]["fid"] == pytest.approx(m["FID"])
+    assert mine_row[0]["gold_version"] == DeltaTable(lake.lake.location("gold.clips")).version()
     videos = client.list_artifacts(run_id, "videos")
     assert len(videos) == 2
     local = client.download_artifacts(run_id, videos[0].path, str(tmp_path))
@@ -143,8 +157,13 @@ def test_facevid_wrappers_use_the_default_store_and_import_ratings(lake, trained
     table = DeltaTable(f"{lake.cfg.lake}/meta/evaluations").to_pandas().query("model_uri == 'tiny'")
     overall = table.set_index("metric").loc["mos_overall"]
     assert overall["value"] == pytest.approx(3.5) and overall["n"] == 20
-    ci = json.loads(overall["settings"])["overall"]
+    ci = json.loads(overall["settings"])
     assert ci["ci_low"] < 3.5 < ci["ci_high"] and ci["raters"] == 5 and ci["videos"] == 4
+    from test_annotations_e2e import readme_sql
+
+    mos = {r["metric"]: r for r in rows(lake, readme_sql("evaluation-sql")[1]) if r["model_uri"] == "tiny"}
+    assert set(mos) == {"mos_adherence", "mos_naturalness", "mos_visual_quality", "mos_overall"}
+    assert float(mos["mos_overall"]["ci_low"]) == pytest.approx(ci["ci_low"], abs=0.005)
     assert main(["train", "--config", str(cfg), "-P", "steps=2", "-P", "size=16", "-P", "frames=4",
                  "-P", "channels=8", "-P", "register_as="]) == 0
     runs = store.search_runs([exp.experiment_id], "tags.`facevid.project` = 'finetune'")

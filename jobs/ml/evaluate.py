@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     from facevid.jobs.ml.evaluations import append, evaluation_rows, markdown
-    from facevid.jobs.ml.registry import load_model_folder
+    from facevid.jobs.ml.registry import load_model_folder, resolve_model_uri
     from facevid.udfs.train.backends import load_trained, resolve_device
 
     try:
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         rows, dataset = select_rows(args, rows, ref.version)
         if not args.model_uri:
             raise ValueError("model_uri is required (models:/NAME/VERSION, runs:/RUN_ID/model or a folder)")
-        setup_tracking(args.lake)
+        setup_tracking(args.lake, args.files or None)
+        args.model_uri = resolve_model_uri(args.model_uri)
         device = resolve_device(args.device)
         with tempfile.TemporaryDirectory(prefix="facevid-eval-") as tmp:
             backend = load_trained(load_model_folder(args.model_uri, Path(tmp)), device)

@@ -75,6 +75,8 @@ def worker(args: argparse.Namespace) -> int:
 
     try:  # bad parameters or data end the run (exit 2): restarting would not help
         device = resolve_device(args.device)
+        if device == "cuda" and "LOCAL_RANK" in os.environ:  # accelerate launch: one GPU per process
+            device = f"cuda:{os.environ['LOCAL_RANK']}"
         settings = train_settings(args)
         ref = TableRef(args.table, table_uri(args.lake, args.table, args.table_uri), int(args.pinned_version))
         backend = build_backend(args.backend, settings_of(args), device, args.seed)
@@ -82,6 +84,8 @@ def worker(args: argparse.Namespace) -> int:
         client = mlflow.MlflowClient()
         trainer = Trainer(backend, lambda _offset: iter(()), settings, MlflowHooks(client, args.run_id), workdir,
                           cpu=device == "cpu")
+        if trainer.acc.device.type != device.partition(":")[0]:  # the model and accelerate on one device
+            raise ValueError(f"device {device} but accelerate runs on {trainer.acc.device}")
         trainer.batches = stream_factory(args, ref, trainer.acc.process_index, trainer.acc.num_processes)
     except (ValueError, FileNotFoundError) as exc:
         print(f"finetune: error: {exc}", file=sys.stderr, flush=True)
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"finetune: error: {exc}", file=sys.stderr)
         return 2
-    setup_tracking(args.lake)
+    setup_tracking(args.lake, args.files or None)
     with mlflow.start_run() as run:
         run_id = run.info.run_id
         log_params_once(settings_of(args))
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.log_metrics({"loss_first20": summary["loss_first"], "loss_last20": summary["loss_last"],
                             "final_lr": summary["lr"], "recoveries": summary["recoveries"],
                             "train_seconds": summary["seconds"]})
-        model = register(workdir / "final", args.register_as)
+        model = register(workdir / "final", args.register_as, args.size, args.frames)
         mlflow.set_tags({f"{TAG}.model_uri": model["model_uri"],
                          f"{TAG}.registered_version": str(model["registered_version"] or "")})
         print(json.dumps({"run_id": run_id, **summary, **model}, default=str), flush=True)

@@ -4,7 +4,7 @@ Reads a ratings CSV (``facevid.udfs.metrics.mos``: long or wide format, every ba
 it), aggregates per (model, dataset, criterion) with a confidence interval (a two-way raters x videos
 bootstrap by default), logs the paper's Table 3 layout (``table3.md``/``.csv``) and the long summary
 to the active MLflow run, and appends one ``meta.evaluations`` row per (model, dataset, criterion) with
-``metric = mos_<criterion>`` (the interval, raters, videos and method in ``settings``), so people's
+``metric = mos_<criterion>`` (its interval, raters, videos and method in ``settings``), so people's
 ratings sit beside FID/FVD/CLIPScore in one table.
 """
 
@@ -15,6 +15,8 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+
+import pyarrow as pa
 
 from facevid.jobs.ml.params import MOS, add_arguments
 from facevid.jobs.ml.tracking import TAG, log_params_once, setup_tracking
@@ -47,15 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(Path(tmp) / "table3.csv", index=False)
         summary.to_csv(Path(tmp) / "mos_summary.csv", index=False)
         mlflow.log_artifacts(tmp)
-        version = None
-        for (model, dataset), group in summary.groupby(["model", "dataset"], sort=False):
-            metrics = {f"mos_{r.criterion}": {"value": r.mean, "n": int(r.n), "extractor": None} for r in group.itertuples()}
-            settings = {r.criterion: {"ci_low": r.ci_low, "ci_high": r.ci_high, "raters": int(r.raters),
-                                      "videos": int(r.videos), "level": r.level, "method": r.method}
-                        for r in group.itertuples()}
-            meta = {"run_id": run.info.run_id, "model_uri": str(model), "dataset": str(dataset),
-                    "videos": int(group["videos"].max()), "settings": settings}
-            version = append(args.lake, args.files or args.lake, evaluation_rows(meta, metrics), run.info.run_id)
+        rows = []
+        for r in summary.itertuples():  # one row per (model, dataset, criterion); its interval in settings
+            meta = {"run_id": run.info.run_id, "model_uri": str(r.model), "dataset": str(r.dataset),
+                    "videos": int(r.videos), "settings": {"ci_low": r.ci_low, "ci_high": r.ci_high,
+                                                          "raters": int(r.raters), "videos": int(r.videos),
+                                                          "level": r.level, "method": r.method}}
+            rows.append(evaluation_rows(meta, {f"mos_{r.criterion}": {"value": r.mean, "n": int(r.n)}}))
+        version = append(args.lake, args.files or args.lake, pa.concat_tables(rows), run.info.run_id)
         mlflow.set_tag(f"{TAG}.evaluations_version", str(version))
         print(table.to_string(index=False))
         print(json.dumps({"run_id": run.info.run_id, "groups": int(summary.groupby(["model", "dataset"]).ngroups)}))

@@ -63,11 +63,30 @@ def first_frame(uri: str, size: int) -> Any:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1
 
 
-def register(folder: Path, name: str | None) -> dict[str, Any]:
-    """Log ``folder`` as the active run's pyfunc model ``model`` and register it as ``name`` (when set)."""
+def register(folder: Path, name: str | None, size: int, num_frames: int) -> dict[str, Any]:
+    """Log ``folder`` as the active run's pyfunc model ``model`` and register it as ``name`` (when set).
+    Its signature declares the generation params (``predict(..., params=...)``; without a params schema
+    pyfunc drops them), with the trained size and frame count as defaults."""
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    params = {"size": size, "num_frames": num_frames, "steps": 20, "seed": 0}
+    signature = infer_signature(pd.DataFrame({"prompt": ["a person talks"]}), params=params)
     info = mlflow.pyfunc.log_model(name="model", python_model=VideoGenerator(), artifacts={WEIGHTS: str(folder)},
-                                   pip_requirements=["facevid-lake[ml]"], registered_model_name=name or None)
+                                   signature=signature, pip_requirements=["facevid-lake[ml]"],
+                                   registered_model_name=name or None)
     return {"model_uri": info.model_uri, "registered_version": info.registered_model_version}
+
+
+def resolve_model_uri(uri: str) -> str:
+    """``models:/NAME/latest`` -> ``models:/NAME/<its newest version>`` (recorded as evaluated); others as given."""
+    parts = uri.split("/")
+    if uri.startswith("models:/") and len(parts) == 3 and parts[2] == "latest":
+        versions = mlflow.MlflowClient().search_model_versions(f"name = '{parts[1]}'")
+        if not versions:
+            raise FileNotFoundError(f"evaluate.model_uri: no registered model {parts[1]!r} in this tracking store")
+        return f"models:/{parts[1]}/{max(int(v.version) for v in versions)}"
+    return uri
 
 
 def load_model_folder(uri: str, dst: Path) -> Path:

@@ -148,11 +148,13 @@ class Trainer:
     def __init__(self, backend: Any, batches: Batches, settings: TrainSettings, hooks: Hooks, workdir: Path,
                  cpu: bool = True) -> None:
         from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
 
         self.backend, self.batches, self.s = backend, batches, settings
         self.ckpt_root = workdir / "checkpoints"
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)  # as diffusers' recipes (frozen branches)
         self.acc = Accelerator(cpu=cpu, mixed_precision=settings.mixed_precision,
-                               gradient_accumulation_steps=settings.grad_accum)
+                               gradient_accumulation_steps=settings.grad_accum, kwargs_handlers=[ddp])
         self.hooks = hooks if self.acc.is_main_process else _Quiet(hooks)
         module = backend.trainable_module()
         self.optimizer = torch.optim.AdamW(backend.trainable_parameters(module), lr=settings.lr,
