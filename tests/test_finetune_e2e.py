@@ -186,3 +186,17 @@ def test_cogvideox_through_both_projects(lake, store, tiny_cogvideox, mode) -> N
         "frames": 9, "size": 64, "steps": 2, "resolution": 64, "save_videos": 1})
     m = client.get_run(eval_id).data.metrics
     assert 0 < m["temporal_flicker"] <= 1 and m["sharpness"] > 0
+
+
+def test_two_training_processes_through_accelerate_launch(lake, store) -> None:
+    """num_processes=2 (DDP over gloo on the CPU): both ranks train their own shard, rank 0 reports."""
+    run_id = mlflow_run("finetune", store, {
+        "lake": lake.cfg.lake, "steps": 6, "size": 16, "frames": 4, "channels": 8, "batch_size": 2,
+        "checkpoint_every": 3, "num_processes": 2, "device": "cpu", "register_as": ""})
+    client = store["client"]
+    run = client.get_run(run_id)
+    assert run.data.tags["facevid.status"] == "trained" and run.data.params["num_processes"] == "2"
+    steps = [m.step for m in client.get_metric_history(run_id, "loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # one report per step, not one per rank
+    state = json.loads(Path(client.download_artifacts(run_id, "checkpoints/step-0000006/state.json")).read_text())
+    assert state["step"] == 6 and state["samples_seen"] == 12  # this rank's 6 x 2 samples
