@@ -153,3 +153,18 @@ def test_settings_and_faults_are_validated() -> None:
     with pytest.raises(ValueError, match="mode"):
         TinyConfig(mode="v2v")
     assert text_ids("", 64) == [0] and len(text_ids("A person talks", 64)) == 5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_loop_on_cuda_in_bf16_with_a_rollback(tmp_path: Path, clips) -> None:
+    """The same loop on a GPU: accelerate places the model on CUDA, bf16 autocast, a NaN still rolls back."""
+    settings = TrainSettings(steps=30, batch_size=2, lr=2e-3, checkpoint_every=10, log_every=5, spike_warmup=5,
+                             mixed_precision="bf16", faults="nan@15")
+    backend = TinyBackend(TinyConfig(channels=16), device="cuda", seed=0)
+    hooks = Hooks()
+    t = Trainer(backend, batches_of(clips, 2), settings, hooks, tmp_path, cpu=False)
+    assert t.acc.device.type == "cuda"
+    result = t.run()
+    assert result.state.step == 30 and [e["reason"] for e in hooks.events] == ["nan_loss"]
+    assert next(backend.model.parameters()).is_cuda
