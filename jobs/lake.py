@@ -208,7 +208,7 @@ class Lake:
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
         if self.catalog:
-            self.spark.sql(f"VACUUM {self.ident(table)} RETAIN {retention_hours} HOURS").collect()
+            self.spark.sql(f"VACUUM {self.ident(table)} RETAIN {retention_hours} HOURS").collect()  # bounded: no rows
             return []
         return self._dt(table).vacuum(retention_hours=retention_hours, dry_run=False,
                                       enforce_retention_duration=False)

@@ -200,3 +200,16 @@ def test_two_training_processes_through_accelerate_launch(lake, store) -> None:
     assert steps == sorted(set(steps)) and steps[-1] == 6  # one report per step, not one per rank
     state = json.loads(Path(client.download_artifacts(run_id, "checkpoints/step-0000006/state.json")).read_text())
     assert state["step"] == 6 and state["samples_seen"] == 12  # this rank's 6 x 2 samples
+
+
+def test_a_new_run_continues_a_finished_one_from_its_newest_checkpoint(lake, store, trained) -> None:
+    run_id = mlflow_run("finetune", store, {
+        "lake": lake.cfg.lake, "steps": STEPS + 10, "size": 32, "frames": 8, "channels": 16, "offset": "start",
+        "checkpoint_every": 50, "resume_from": trained, "register_as": ""})
+    client = store["client"]
+    tags = client.get_run(run_id).data.tags
+    assert tags["facevid.resumed_from"] == trained
+    event = json.loads(tags["facevid.recovery.3"])  # the recoveries count on from the checkpoint's two
+    assert event["reason"] == f"resumed from run {trained}" and event["to_step"] == STEPS
+    assert event["lr_after"] == pytest.approx(1.25e-4)
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [STEPS + 10]

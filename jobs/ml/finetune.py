@@ -7,7 +7,9 @@ resolved here and recorded, never re-read later), logs the parameters and the li
 ``num_processes > 1``. A worker that dies (killed, OOM, a segfault) is restarted up to
 ``max_restarts`` times from the newest checkpoint with the learning rate cut (tag
 ``facevid.crash.N``; the loop's ``facevid.recovery.N`` tag records the rollback). When the worker is
-done, the supervisor logs the trained folder as an MLflow pyfunc model and registers it.
+done, the supervisor logs the trained folder as an MLflow pyfunc model and registers it. A run whose
+supervisor died too (a lost node) is continued by a new run with ``resume_from=<its run id>``: it
+starts from that run's newest checkpoint, with the same learning-rate cut (tag ``facevid.resumed_from``).
 
 Exit status: 0 trained; 2 bad parameters or data; 3 training diverged (more anomalies than
 ``max_recoveries``); 4 the worker kept crashing (more than ``max_restarts``).
@@ -69,6 +71,7 @@ def train_settings(args: argparse.Namespace) -> Any:
 # -- the worker: one training process --------------------------------------------------------------
 def worker(args: argparse.Namespace) -> int:
     import mlflow
+    from accelerate import PartialState
 
     from facevid.udfs.train.backends import build_backend, resolve_device, save_trained
     from facevid.udfs.train.loop import Trainer, TrainingDiverged
@@ -82,16 +85,21 @@ def worker(args: argparse.Namespace) -> int:
         backend = build_backend(args.backend, settings_of(args), device, args.seed)
         workdir = Path(args.workdir)
         client = mlflow.MlflowClient()
-        trainer = Trainer(backend, lambda _offset: iter(()), settings, MlflowHooks(client, args.run_id), workdir,
-                          cpu=device == "cpu")
+        ranks = PartialState(cpu=device == "cpu")  # this process's rank and the world (accelerate launch)
+        batches = stream_factory(args, ref, ranks.process_index, ranks.num_processes)
+        trainer = Trainer(backend, batches, settings, MlflowHooks(client, args.run_id), workdir, cpu=device == "cpu")
         if trainer.acc.device.type != device.partition(":")[0]:  # the model and accelerate on one device
             raise ValueError(f"device {device} but accelerate runs on {trainer.acc.device}")
-        trainer.batches = stream_factory(args, ref, trainer.acc.process_index, trainer.acc.num_processes)
     except (ValueError, FileNotFoundError) as exc:
         print(f"finetune: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    if args.resume_reason:
+    if args.resume_reason:  # this run's newest checkpoint, else (a first start) the one of resume_from's run
         folder = newest_checkpoint(client, args.run_id, workdir)
+        if folder is None and args.resume_from:
+            folder = newest_checkpoint(client, args.resume_from, workdir)
+            if folder is None:
+                print(f"finetune: error: run {args.resume_from} has no checkpoint to resume from", file=sys.stderr)
+                return 2
         if folder is not None:
             trainer.resume(folder, args.resume_reason)
     try:
@@ -127,7 +135,10 @@ def supervise(args: argparse.Namespace, run_id: str, workdir: Path, version: int
     """Run workers until one finishes; returns (exit status, the finished worker's summary)."""
     import mlflow
 
-    reason, restarts = None, 0
+    reason = f"resumed from run {args.resume_from}" if args.resume_from else None
+    restarts = 0
+    if args.resume_from:
+        mlflow.set_tag(f"{TAG}.resumed_from", args.resume_from)
     while True:
         rc = subprocess.call(worker_command(args, run_id, workdir, version, reason), env=os.environ.copy())
         if (workdir / DONE).is_file():

@@ -66,6 +66,8 @@ FINETUNE = COMMON + [
     Param("min_lr", "float", 2e-6, "the learning rate never goes below this (paper: 2e-6)"),
     Param("max_recoveries", "int", 5, "anomalies + crashes a run survives"),
     Param("max_restarts", "int", 3, "crashed training processes the supervisor restarts"),
+    Param("resume_from", "string", "", "continue another run (its id) from its newest checkpoint, with the learning "
+          "rate cut as after a crash (a run whose supervisor died too)"),
     Param("num_processes", "int", 1, "training processes (accelerate launch; one per GPU)"),
     Param("faults", "string", "", "inject anomalies for drills/tests: nan@STEP, spike@STEP, kill@STEP (comma-separated)"),
     Param("register_as", "string", "facevid-video", "registered model name (`` = do not register)"),
