@@ -57,8 +57,9 @@ def bare_decode(snapshot: Any, spec: Any) -> int:
 
 
 def samples_per_s(dataset: Any, n: int) -> float:
-    _, seconds = timed(lambda: sum(1 for _ in itertools.islice(iter(dataset), n)))
-    return n / seconds
+    """Samples per second over at most ``n`` samples (an epoch of a finite dataset may hold fewer)."""
+    count, seconds = timed(lambda: sum(1 for _ in itertools.islice(iter(dataset), n)))
+    return count / seconds
 
 
 def main() -> None:
