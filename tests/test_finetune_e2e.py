@@ -213,3 +213,16 @@ def test_a_new_run_continues_a_finished_one_from_its_newest_checkpoint(lake, sto
     assert event["reason"] == f"resumed from run {trained}" and event["to_step"] == STEPS
     assert event["lr_after"] == pytest.approx(1.25e-4)
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [STEPS + 10]
+
+
+def test_the_mosaic_reader_trains_across_epochs_and_resumes_after_a_kill(lake, store) -> None:
+    """reader=mosaic: MDS shards written from the pinned snapshot; 8 train clips in batches of 4 are 2 steps
+    an epoch, so 6 steps cross 3 epochs; a SIGKILL at step 5 resumes at the step-3 checkpoint's position."""
+    run_id = mlflow_run("finetune", store, {
+        "lake": lake.cfg.lake, "reader": "mosaic", "steps": 6, "size": 16, "frames": 4, "channels": 8,
+        "batch_size": 4, "checkpoint_every": 3, "faults": "kill@5", "register_as": ""})
+    client = store["client"]
+    tags = client.get_run(run_id).data.tags
+    assert tags["facevid.status"] == "trained" and json.loads(tags["facevid.recovery.1"])["to_step"] == 3
+    state = json.loads(Path(client.download_artifacts(run_id, "checkpoints/step-0000006/state.json")).read_text())
+    assert state["step"] == 6 and state["samples_seen"] == 24  # stream positions, not Mosaic's sample ids

@@ -47,3 +47,15 @@ def test_unknown_training_keys_are_config_errors(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="training: unknown key.*mlfow"):
         project_params(load_config(path), "finetune", FINETUNE, [])
+
+
+def test_evaluation_leaves_out_a_crop_it_cannot_read_and_names_it(shared_videos: Path, tmp_path: Path) -> None:
+    from facevid.jobs.ml.evaluate import real_videos
+    from facevid.udfs.train.reader import ClipSpec
+
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
+    uris = [str(shared_videos / "lp_d18.mp4"), str(tmp_path / "missing.mp4"), str(tmp_path / "broken.mp4")]
+    skipped: dict[str, str] = {}
+    videos, kept = real_videos(uris, ClipSpec(frames=4, stride=2, height=64, width=64), skipped)
+    assert kept == [0] and tuple(videos.shape) == (1, 4, 3, 64, 64) and str(videos.dtype) == "torch.uint8"
+    assert set(skipped) == set(uris[1:])

@@ -158,16 +158,23 @@ def _mosaic_stream(args: argparse.Namespace, snapshot: Any, spec: Any) -> Callab
         write_mds(snapshot, folder)
 
     def batches(offset: int) -> Iterator[dict[str, Any]]:
+        import torch
+
         def endless() -> Iterator[dict[str, Any]]:
-            epoch, skip = 0, offset
+            position, epoch = 0, 0  # ``index`` becomes the stream position (Mosaic's is the sample id)
             while True:
-                dataset = MosaicVideoDataset(folder, spec, shuffle=True, shuffle_seed=args.seed + epoch,
+                dataset = MosaicVideoDataset(folder, spec, shuffle=True, seed=args.seed + epoch,
                                              batch_size=args.batch_size)
+                per_epoch = len(dataset) // args.batch_size * args.batch_size  # this rank's, full batches
+                if 0 < per_epoch <= offset - position:  # an epoch wholly before the resume point: not decoded
+                    position, epoch = position + per_epoch, epoch + 1
+                    continue
                 for batch in make_loader(dataset, args.batch_size, args.workers, drop_last=True):
-                    if skip >= args.batch_size:
-                        skip -= args.batch_size
-                        continue
-                    yield batch
+                    size = len(batch["caption"])
+                    batch["index"] = torch.arange(position, position + size)
+                    position += size
+                    if position > offset:  # resume: the samples before the offset were consumed
+                        yield batch
                 epoch += 1
         return endless()
     return batches

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from facevid.jobs.ml.data import clip_spec, resolve_table
+from facevid.jobs.ml.data import resolve_table
 from facevid.jobs.ml.params import EVALUATE, add_arguments
 from facevid.jobs.ml.tracking import TAG, log_lineage, log_params_once, log_selection, setup_tracking
 
@@ -124,22 +124,39 @@ def _batches(rows: Any, size: int) -> Any:
         yield start, rows.iloc[start:start + size]
 
 
+def real_videos(uris: list[str], spec: Any, skipped: dict[str, str]) -> tuple[Any, list[int]]:
+    """The real clips ``(B, T, C, H, W)`` uint8 and the positions that decoded (a crop that cannot be read is
+    left out and recorded in ``skipped``, as the training reader does)."""
+    import torch
+
+    from facevid.udfs.train.reader import load_clip
+
+    videos, kept = [], []
+    for i, uri in enumerate(uris):
+        try:
+            videos.append(torch.from_numpy(load_clip(uri, spec)).permute(0, 3, 1, 2))
+            kept.append(i)
+        except Exception as exc:  # noqa: BLE001 - a missing or broken crop: recorded, the rest is scored
+            skipped[uri] = f"{type(exc).__name__}: {exc}"[:300]
+    return (torch.stack(videos) if videos else None), kept
+
+
 def evaluate(args: argparse.Namespace, rows: Any, backend: Any, device: str, out: Path) -> dict[str, Any]:
     """Generate and score every row; returns the metrics and writes up to ``save_videos`` mp4s to ``out``."""
-    import torch
     from torch.nn import functional as F
 
     from facevid.udfs.media.encode import write_frames
     from facevid.udfs.train.backend import GenerationRequest
-    from facevid.udfs.train.reader import load_clip
+    from facevid.udfs.train.reader import ClipSpec
 
-    spec = clip_spec(args)
-    real_spec = type(spec)(frames=args.frames, stride=args.stride, height=args.resolution, width=args.resolution)
+    spec = ClipSpec(frames=args.frames, stride=args.stride, height=args.resolution, width=args.resolution)
     scores = Scores(args, device, args.frames)
-    saved = 0
+    saved, skipped = 0, {}
     for start, batch in _batches(rows, args.batch_size):
-        real = torch.stack([torch.from_numpy(load_clip(u, real_spec)).permute(0, 3, 1, 2)
-                            for u in batch["crop_uri"]])  # (B, T, C, H, W) uint8 at the evaluation resolution
+        real, kept = real_videos(list(batch["crop_uri"]), spec, skipped)  # at the evaluation resolution
+        if real is None:
+            continue
+        batch = batch.iloc[kept]
         prompts = [str(c or "") for c in batch["caption"]]
         first = None
         if backend.mode == "i2v":
@@ -154,7 +171,9 @@ def evaluate(args: argparse.Namespace, rows: Any, backend: Any, device: str, out
                 frames = (generated[i].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
                 write_frames(str(out / f"{batch['clip_id'].iloc[i]}.mp4"), frames)
                 saved += 1
-    return {"metrics": scores.results(), "notes": scores.notes}
+    if not scores.values:
+        raise ValueError(f"no test clip could be read ({len(skipped)} skipped)")
+    return {"metrics": scores.results(), "notes": scores.notes, "skipped": skipped}
 
 
 def table2(model: str, dataset: str, metrics: dict[str, dict[str, Any]], notes: dict[str, str]) -> dict[str, Any]:
@@ -197,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         videos.mkdir()
         result = evaluate(args, rows, backend, device, videos)
         metrics, notes = result["metrics"], result["notes"]
+        if result["skipped"]:  # crops that could not be read: left out, named
+            mlflow.set_tag(f"{TAG}.skipped", json.dumps(result["skipped"])[:5000])
+        mlflow.log_metric("skipped_clips", len(result["skipped"]))
         mlflow.log_metrics({k.replace("@", "_"): v["value"] for k, v in metrics.items()})
         mlflow.set_tags({f"{TAG}.metric.{k}": v for k, v in notes.items()})
         row = table2(args.model_uri, dataset, metrics, notes)
@@ -207,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "fid_frames")} | {"fvd_frames": min(16, args.frames)}
         meta = {"run_id": run.info.run_id, "model_uri": args.model_uri, "backend": backend.name,
                 "mode": backend.mode, "dataset": dataset, "table_uri": ref.uri, "table_version": ref.version,
-                "split": args.split, "eval_set": args.eval_set or None, "videos": len(rows),
+                "split": args.split, "eval_set": args.eval_set or None, "videos": len(rows) - len(result["skipped"]),
                 "resolution": args.resolution, "settings": settings,
                 **_registered(args.model_uri)}
         version = append(args.lake, args.files or args.lake, evaluation_rows(meta, metrics), run.info.run_id)
