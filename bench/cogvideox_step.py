@@ -44,7 +44,8 @@ def main() -> None:
     import torch
     from tiny_cogvideox import CAPTIONS, build_tiny_pipeline, real_size_pipeline
 
-    from facevid.udfs.train.cogvideox import CogVideoXBackend, CogVideoXSettings, resolve_device
+    from facevid.udfs.models.runtime import resolve_device
+    from facevid.udfs.train.cogvideox import CogVideoXBackend, CogVideoXSettings
 
     if args.threads:
         torch.set_num_threads(args.threads)

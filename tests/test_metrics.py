@@ -17,6 +17,7 @@ from tiny_metrics import (
     I3dLike,
     InceptionLike,
     onnx_scorer,
+    read_clip,
     scripted,
     tiny_clip,
     tiny_image_net,
@@ -27,8 +28,6 @@ from facevid.udfs.metrics.extractors import load_extractor
 from facevid.udfs.metrics.fid import fid, fvd, image_stats
 from facevid.udfs.metrics.frames import (
     as_videos,
-    read_video,
-    read_videos,
     sample_frames,
     uniform_frame_indices,
 )
@@ -137,17 +136,6 @@ def test_frame_sampling_and_the_video_layout() -> None:
     assert frames.shape == (4, 3, 16, 16) and frames.dtype == torch.uint8
 
 
-def test_read_videos_batches_real_clips_at_the_generated_rate(shared_videos: Path, caplog) -> None:
-    uris = [str(shared_videos / f"{name}.mp4") for name in FACES[:3]]
-    batches = list(read_videos(uris, num_frames=9, every_s=1 / 8, size=32, batch_size=2))
-    assert [tuple(b.shape) for b in batches] == [(2, 9, 3, 32, 32), (1, 9, 3, 32, 32)]
-    assert batches[0].dtype == torch.uint8 and batches[0].float().std() > 10  # real pictures, not blank
-    with pytest.raises(ValueError, match=r"lp_d18.mp4: \d+ frames every 1.0 s, 30 needed"):
-        list(read_videos(uris[1:2], num_frames=30, every_s=1.0, size=32))
-    assert list(read_videos(uris[1:2], num_frames=30, every_s=1.0, size=32, skip_short=True)) == []
-    assert "skipping" in caplog.text
-
-
 # ---- FID and FVD on the real clips ------------------------------------------------------------------
 
 
@@ -155,7 +143,7 @@ def test_read_videos_batches_real_clips_at_the_generated_rate(shared_videos: Pat
 def windows(shared_videos: Path) -> torch.Tensor:
     """8-frame windows (0.1 s apart) of 8 real talking-face clips at 64 px: (48, 8, 3, 64, 64) uint8,
     clip-major, 6 consecutive windows per clip."""
-    clips = [read_video(str(shared_videos / f"{name}.mp4"), size=SIDE, end_s=4.8, every_s=0.1) for name in FACES]
+    clips = [read_clip(str(shared_videos / f"{name}.mp4"), SIDE, end_s=4.8, every_s=0.1) for name in FACES]
     assert all(c.shape == (48, 3, SIDE, SIDE) and c.dtype == torch.uint8 for c in clips)
     return torch.stack([c[i * 8:(i + 1) * 8] for c in clips for i in range(6)])
 

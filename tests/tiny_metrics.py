@@ -74,6 +74,19 @@ class I3dLike(nn.Module):
         return self.proj(torch.cat([v.mean(dim=(2, 3, 4)), motion], dim=1))
 
 
+def read_clip(path: str, size: int, end_s: float, every_s: float) -> torch.Tensor:
+    """A real video's frames of ``[0, end_s)``, one every ``every_s`` seconds, as uint8 ``(T, 3, size, size)``
+    RGB (test data for the metrics; production reads crops with ``facevid.udfs.train.reader``)."""
+    import cv2
+    import numpy as np
+
+    from facevid.udfs.media.video import iter_frames
+    from facevid.udfs.metrics.frames import resize_frames
+
+    frames = [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for _, bgr in iter_frames(path, 0.0, end_s, every_s=every_s)]
+    return resize_frames(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous(), size)
+
+
 def scripted(module: nn.Module, path: Path, seed: int = 0) -> str:
     torch.manual_seed(seed)
     torch.jit.script(module.eval()).save(str(path))

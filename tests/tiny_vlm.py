@@ -235,7 +235,8 @@ def real_size_captioner(settings: Any) -> Any:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from facevid.udfs.annotate.vlm import VlmCaptioner, resolve_device, torch_dtype
+    from facevid.udfs.annotate.vlm import VlmCaptioner, torch_dtype
+    from facevid.udfs.models.runtime import resolve_device
 
     import_torchvision()
     _, processor = _qwen25(tiny_tokenizer(QWEN_SPECIALS))

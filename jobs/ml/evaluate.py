@@ -80,6 +80,9 @@ class Scores:
             if on is None:
                 self.notes[name] = "not configured"
 
+    def _merge(self, key: str, acc: Any) -> None:
+        self.acc[key] = acc if key not in self.acc else self.acc[key].merge(acc)
+
     def _add(self, key: str, values: Any) -> None:
         self.values.setdefault(key, []).extend(float(v) for v in np.asarray(values).ravel())
 
@@ -90,11 +93,9 @@ class Scores:
         a = self.args
         for side, videos in (("real", real), ("generated", generated)):
             if self.fid is not None:
-                acc = image_stats(videos, self.fid, a.fid_frames, a.resolution)
-                self.acc[f"fid_{side}"] = acc if f"fid_{side}" not in self.acc else self.acc[f"fid_{side}"].merge(acc)
+                self._merge(f"fid_{side}", image_stats(videos, self.fid, a.fid_frames, a.resolution))
             if self.fvd is not None:
-                acc = video_stats(videos, self.fvd, self.fvd_frames, resolution=a.resolution)
-                self.acc[f"fvd_{side}"] = acc if f"fvd_{side}" not in self.acc else self.acc[f"fvd_{side}"].merge(acc)
+                self._merge(f"fvd_{side}", video_stats(videos, self.fvd, self.fvd_frames, resolution=a.resolution))
             suffix = "" if side == "generated" else "_real"
             self._add(f"temporal_flicker{suffix}", temporal_flicker(videos))
             self._add(f"sharpness{suffix}", sharpness(videos))
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from facevid.jobs.ml.evaluations import append, evaluation_rows, markdown
     from facevid.jobs.ml.registry import load_model_folder, resolve_model_uri
-    from facevid.udfs.train.backends import load_trained, resolve_device
+    from facevid.udfs.models.runtime import resolve_device
+    from facevid.udfs.train.backends import load_trained
 
     try:
         ref, rows, selection = resolve_table(args)
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("model_uri is required (models:/NAME/VERSION, runs:/RUN_ID/model or a folder)")
         setup_tracking(args.lake, args.files or None)
         args.model_uri = resolve_model_uri(args.model_uri)
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, "evaluate.device")
         with tempfile.TemporaryDirectory(prefix="facevid-eval-") as tmp:
             backend = load_trained(load_model_folder(args.model_uri, Path(tmp)), device)
     except (ValueError, FileNotFoundError) as exc:

@@ -73,11 +73,12 @@ def worker(args: argparse.Namespace) -> int:
     import mlflow
     from accelerate import PartialState
 
-    from facevid.udfs.train.backends import build_backend, resolve_device, save_trained
+    from facevid.udfs.models.runtime import resolve_device
+    from facevid.udfs.train.backends import build_backend, save_trained
     from facevid.udfs.train.loop import Trainer, TrainingDiverged
 
     try:  # bad parameters or data end the run (exit 2): restarting would not help
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, "finetune.device")
         if device == "cuda" and "LOCAL_RANK" in os.environ:  # accelerate launch: one GPU per process
             device = f"cuda:{os.environ['LOCAL_RANK']}"
         settings = train_settings(args)

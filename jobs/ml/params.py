@@ -19,9 +19,12 @@ class Param:
     help: str
 
 
-COMMON = [
+LAKE = [  # every entry point: where the tables are, and the files root (leases)
     Param("lake", "string", None, "lake root: a directory, s3://bucket/prefix or uc:catalog.schema (required)"),
     Param("files", "string", "", "the files root (leases; default: the lake root, as in pipeline.yml)"),
+]
+
+COMMON = LAKE + [
     Param("config", "string", "", "pipeline.yml declaring training.mixes / training.eval_sets (facevid passes it)"),
     Param("table", "string", "gold.clips", "the table to read"),
     Param("table_uri", "string", "", "the table's Delta location when the lake is uc: (DESCRIBE DETAIL ... location); "
@@ -97,9 +100,7 @@ EVALUATE = COMMON + [
 ]
 
 
-MOS = [
-    Param("lake", "string", None, "lake root (meta.evaluations is appended there)"),
-    Param("files", "string", "", "the files root (leases; default: the lake root)"),
+MOS = LAKE + [
     Param("ratings", "string", None, "ratings CSV: rater,model,dataset,video_id + criterion,score (long) or one "
           "column per criterion (wide)"),
     Param("criteria", "string", "adherence,naturalness,visual_quality,overall", "the study's criteria (paper's four)"),

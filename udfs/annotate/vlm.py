@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from facevid.udfs.base import validate
-from facevid.udfs.models.runtime import cuda_available, weights_hash
+from facevid.udfs.models.runtime import resolve_device, weights_hash
 from facevid.udfs.models.torch_compat import import_torchvision
 from facevid.udfs.models.weights import resolve_folder
 
@@ -114,14 +114,6 @@ def torch_dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if requested.startswith("cuda") and not cuda_available():
-        raise RuntimeError(f"stages.caption.params.device is {requested} but no CUDA device is visible")
-    return requested
-
-
 def _metadata(times: Sequence[float]) -> dict[str, Any]:
     """``video_metadata`` for frames shown at ``times`` (s): millisecond frame indices on a 1 kHz
     clock (Qwen3-VL's timestamps are then the real times) and a frame total that makes the
@@ -163,7 +155,7 @@ class VlmCaptioner:
             raise ValueError(f"{PARAM}: {folder}/config.json is not a model transformers "
                              f"{transformers_version()} knows: {str(exc).splitlines()[0]}") from exc
         family = config.model_type if config.model_type in FAMILIES else GENERIC
-        device = resolve_device(settings.device)
+        device = resolve_device(settings.device, "stages.caption.params.device")
         try:
             model = AutoModelForImageTextToText.from_pretrained(
                 folder, dtype=torch_dtype(settings.dtype, device), attn_implementation=settings.attn_implementation,

@@ -16,20 +16,14 @@ stretched (gold crops are square).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facevid.udfs.media.storage import local_path
-from facevid.udfs.media.video import iter_frames
-
 LAYOUT = "(N, T, C, H, W) RGB, uint8 in [0, 255] or float in [0, 1]"
-log = logging.getLogger("facevid.metrics")
 
 
 def as_videos(videos: Any, what: str = "videos") -> torch.Tensor:
@@ -102,42 +96,3 @@ def clip_window(videos: torch.Tensor, num_frames: int, start: int = 0, stride: i
         raise ValueError(f"videos have {videos.shape[1]} frames; {num_frames} frames from {start} every "
                          f"{stride} need {need}")
     return videos[:, start:need:stride]
-
-
-def read_video(uri: str, size: int | None = 512, start_s: float = 0.0, end_s: float | None = None,
-               every_s: float | None = None, max_frames: int | None = None) -> torch.Tensor:
-    """A video file (local, dbfs:/ or s3://) as a uint8 tensor ``(T, 3, size, size)`` RGB: the frames of
-    ``[start_s, end_s)`` (every ``every_s`` seconds, all when None), at most ``max_frames``, resized.
-    Add a batch axis (``[None]`` or ``torch.stack``) for the metrics."""
-    frames: list[np.ndarray] = []
-    with local_path(uri) as path:
-        for _, bgr in iter_frames(path, start_s, end_s, every_s=every_s, max_side=size):
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    if not frames:
-        raise ValueError(f"{uri}: no frames in [{start_s}, {end_s})")
-    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
-    return resize_frames(video, size)
-
-
-def read_videos(uris: Iterable[str], num_frames: int, every_s: float | None, size: int | None = 512,
-                batch_size: int = 8, skip_short: bool = False) -> Iterator[torch.Tensor]:
-    """Real clips as uint8 batches ``(B, num_frames, 3, size, size)`` for the metrics: the first
-    ``num_frames`` frames of each file, one every ``every_s`` seconds (give the generated videos' frame
-    count and ``1 / fps``, so real and generated videos span the same time). A clip with fewer frames
-    is a ValueError naming it, or is skipped (logged) with ``skip_short``."""
-    batch: list[torch.Tensor] = []
-    for uri in uris:
-        video = read_video(uri, size, every_s=every_s, max_frames=num_frames)
-        if video.shape[0] < num_frames:
-            if not skip_short:
-                raise ValueError(f"{uri}: {video.shape[0]} frames every {every_s} s, {num_frames} needed")
-            log.warning("metrics: skipping %s: %d of %d frames", uri, video.shape[0], num_frames)
-            continue
-        batch.append(video)
-        if len(batch) == batch_size:
-            yield torch.stack(batch)
-            batch = []
-    if batch:
-        yield torch.stack(batch)

@@ -65,6 +65,18 @@ def pick_device(gpu_share: float, requested: str = "auto") -> str:
     return "cpu"
 
 
+def resolve_device(requested: str, param: str = "device") -> str:
+    """A declared device for torch: ``auto`` -> ``cuda`` when visible, else ``cpu``; ``cpu``, ``cuda`` or
+    ``cuda:N`` as asked. A CUDA device without a visible GPU is a ValueError naming ``param``."""
+    if requested == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if requested != "cpu" and not requested.startswith("cuda"):
+        raise ValueError(f"{param} must be auto, cpu, cuda or cuda:N, got {requested!r}")
+    if requested.startswith("cuda") and not cuda_available():
+        raise ValueError(f"{param} is {requested} but no CUDA device is visible")
+    return requested
+
+
 def weights_hash(path: str | None, chunk: int = 1 << 20) -> str | None:
     """Short SHA-256 of a weights file (or of a folder's files: their paths under it and contents;
     hidden files and folders such as a hub download's ``.cache/`` are left out, they change with

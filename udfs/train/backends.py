@@ -11,16 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facevid.udfs.models.runtime import pick_device
 from facevid.udfs.train.tiny_video import TinyBackend, TinyConfig
 
 BACKENDS = ("tiny", "cogvideox")
 META = "backend.json"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> CUDA when visible, else CPU; ``cuda`` without a GPU is an error."""
-    return pick_device(1.0 if device == "auto" else 0.0, "auto" if device == "auto" else device)
 
 
 def build_backend(name: str, settings: dict[str, Any], device: str, seed: int) -> Any:

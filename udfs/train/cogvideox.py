@@ -24,7 +24,7 @@ from typing import Any
 
 from facevid.udfs.annotate.vlm import torch_dtype
 from facevid.udfs.base import validate
-from facevid.udfs.models.runtime import pick_device, weights_hash
+from facevid.udfs.models.runtime import resolve_device, weights_hash
 from facevid.udfs.models.torch_compat import import_torchvision
 from facevid.udfs.models.weights import missing, resolve_folder
 from facevid.udfs.train.backend import MODES, GenerationRequest
@@ -103,12 +103,6 @@ def unwrap(module: Any) -> Any:
     return extract_model_from_parallel(module)
 
 
-def resolve_device(requested: str) -> str:
-    """``auto``: cuda when visible, else cpu; ``cuda[:N]`` without a GPU raises."""
-    device = pick_device(1.0, "cuda" if requested.startswith("cuda") else requested)
-    return requested if requested.startswith("cuda") else device
-
-
 def load_pipeline(settings: CogVideoXSettings, device: str, dtype: Any) -> tuple[Any, Path]:
     """The settings' pipeline folder as a diffusers pipeline of the mode's class on ``device``, and
     the local folder it came from."""
@@ -137,7 +131,7 @@ class CogVideoXBackend:
     def __init__(self, settings: CogVideoXSettings, pipe: Any | None = None, train: bool = True) -> None:
         diffusers = _diffusers()
         self.settings, self.mode = settings, settings.mode
-        self.device = resolve_device(settings.device)
+        self.device = resolve_device(settings.device, "finetune.device")
         self.dtype = torch_dtype(settings.dtype, self.device)
         if pipe is None:
             pipe, self.folder = load_pipeline(settings, self.device, self.dtype)

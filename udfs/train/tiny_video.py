@@ -239,5 +239,7 @@ class TinyBackend:
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
-    """The model inside a DDP/accelerate wrapper."""
-    return getattr(module, "module", module)
+    """The model inside a DDP/accelerate wrapper (accelerate's own unwrapping, as the cogvideox backend)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(module)
