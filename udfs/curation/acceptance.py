@@ -45,15 +45,17 @@ _VERDICT_COLUMNS = ("clip_id", "field", "verdict")
 
 
 def latest_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """One row per ``(clip_id, field)``: its latest verdict (by ``reviewed_at``, then append order)."""
+    """One row per ``(clip_id, field)``: its latest verdict (by ``reviewed_at``, then ``verdict_id``
+    as gold's Spark window orders them, then append order)."""
     _require(verdicts, _VERDICT_COLUMNS, "verdicts")
     bad = sorted(set(verdicts["verdict"].dropna().astype(str)) - set(VERDICTS) | (
         {"<null>"} if verdicts["verdict"].isna().any() else set()))
     if bad:
         raise ValueError(f"verdicts.verdict: unknown value(s) {', '.join(bad)}; expected {', '.join(VERDICTS)}")
     v = verdicts.reset_index(drop=True)
-    if "reviewed_at" in v.columns:
-        v = v.sort_values("reviewed_at", kind="mergesort", na_position="first")
+    order = [c for c in ("reviewed_at", "verdict_id") if c in v.columns]
+    if order:
+        v = v.sort_values(order, kind="mergesort", na_position="first")
     return v.groupby(["clip_id", "field"], sort=False, as_index=False).tail(1).reset_index(drop=True)
 
 
