@@ -55,7 +55,7 @@ def lake(tmp_path, shared_videos):
 
 
 def _serve(lake, server_id: str, reviewer: str = "alice", **kw):
-    app = ReviewApp(ReviewStore(str(lake), str(lake), server_id), TaskLeases(str(lake), server_id),
+    app = ReviewApp(ReviewStore(str(lake), str(lake), server_id, wait_s=0.5), TaskLeases(str(lake), server_id),
                     load_vocabulary(), reviewer, server_id, **kw)
     httpd = make_review_server(app, "127.0.0.1", 0)
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -141,6 +141,28 @@ def test_sessions_never_share_a_task_and_skips(server, lake) -> None:
     assert a.json("/api/task")["task"]["task_id"] == ta
     version, rows = _verdicts(lake)
     assert version == 9 and all(r["verdict"] == "accept" for r in rows)  # 10 tasks, 10 commits
+
+
+def test_concurrent_double_submit_writes_once_and_a_busy_table_writes_nothing(server, lake) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facevid.jobs.lease import Lease, lease_store
+
+    a = Browser(server)
+    task = a.json("/api/task")["task"]
+    body = {"task_id": task["task_id"], "values": _accept_all(task)}
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(code for code, _ in pool.map(lambda _: a.call("/api/submit", body), range(4)))
+    assert codes == [200, 409, 409, 409]
+    version, rows = _verdicts(lake)
+    assert version == 0 and len(rows) == len(task["fields"])
+    task = a.json("/api/task")["task"]
+    with Lease(lease_store(str(lake)), "review_verdicts", "maintain-run", command="maintain") as held:
+        held.acquire()  # e.g. `facevid maintain` compacting the table
+        status, raw = a.call("/api/submit", {"task_id": task["task_id"], "values": _accept_all(task)})
+        assert status == 503 and "busy" in json.loads(raw)["error"]
+    assert _verdicts(lake)[0] == 0  # nothing written
+    assert a.json("/api/submit", {"task_id": task["task_id"], "values": _accept_all(task)})["verdicts_version"] == 1
 
 
 def test_two_servers_on_one_lake_and_the_task_filter(lake) -> None:

@@ -16,6 +16,7 @@ import json
 import re
 import secrets
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -73,6 +74,7 @@ class ReviewApp:
         self.sessions: dict[str, Session] = {}
         self._sessions_mu = threading.Lock()
         self._queue_mu = threading.Lock()  # picking tasks and changing a session's task or skips
+        self._submit_mu = threading.Lock()
 
     # -- WSGI -------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -87,6 +89,10 @@ class ReviewApp:
             headers += extra
         except HttpError as exc:
             status, ctype, body = exc.status, "application/json", json.dumps({"error": str(exc)}).encode()
+        except Exception as exc:  # a bug or a broken table: the page shows it, the server keeps serving
+            traceback.print_exc()
+            status, ctype = 500, "application/json"
+            body = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
         headers += [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
         start_response(f"{status} {_REASONS.get(status, '')}", headers)
         return [body]
@@ -182,23 +188,24 @@ class ReviewApp:
         values = body.get("values")
         if not isinstance(values, dict):
             raise HttpError(400, "expected {\"task_id\": ..., \"values\": {field: value}}")
-        version, tasks, _, done = self._state()
-        task = self._task(tasks, body)
-        if task["task_id"] in done:
-            raise HttpError(409, f"task {task['task_id']} has been reviewed already")
-        try:
-            rows = verdict_rows(task, values, self.vocab, reviewer=s.reviewer, session_id=self.session_id,
-                                tasks_version=version)
-        except ValueError as exc:
-            raise HttpError(400, str(exc)) from None
-        if not self.leases.take(task["task_id"], s.holder, s.reviewer):
-            raise HttpError(409, f"task {task['task_id']} is being reviewed by someone else")
         from facevid.jobs.lease import LeaseHeld
 
-        try:
-            verdicts_version = self.store.append(rows)
-        except LeaseHeld as exc:
-            raise HttpError(503, f"the verdicts table is busy, try again: {exc}") from None
+        with self._submit_mu:  # checked and appended as one step: a double submit writes once
+            version, tasks, _, done = self._state()
+            task = self._task(tasks, body)
+            if task["task_id"] in done:
+                raise HttpError(409, f"task {task['task_id']} has been reviewed already")
+            try:
+                rows = verdict_rows(task, values, self.vocab, reviewer=s.reviewer, session_id=self.session_id,
+                                    tasks_version=version)
+            except ValueError as exc:
+                raise HttpError(400, str(exc)) from None
+            if not self.leases.take(task["task_id"], s.holder, s.reviewer):
+                raise HttpError(409, f"task {task['task_id']} is being reviewed by someone else")
+            try:
+                verdicts_version = self.store.append(rows)
+            except LeaseHeld as exc:
+                raise HttpError(503, f"the verdicts table is busy, try again: {exc}") from None
         self._release(s, task["task_id"])
         return {"written": len(rows), "verdicts_version": verdicts_version,
                 "verdicts": {r["field"]: r["verdict"] for r in rows}}

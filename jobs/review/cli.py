@@ -40,7 +40,9 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
 
 
 class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+    """A thread per request; closing waits for the requests in flight (a submit being committed)."""
+
+    block_on_close = True
 
 
 class _Quiet(WSGIRequestHandler):

@@ -55,7 +55,7 @@ function renderField(field, i) {
     el("span", {class: "model", text: field.restoration ? "" : "model: " + fmt(field.model_value) + (known ? "" : " (not in the vocabulary)")}),
     el("span", {class: "badge", text: "corrected"}));
   box.append(legend);
-  if (field.options.length > 12) {
+  if (field.options.length > 20) {
     box.append(el("input", {type: "search", class: "filter", placeholder: `filter ${field.options.length} options  (/)`}));
   }
   const opts = el("div", {class: "options"});
@@ -76,6 +76,7 @@ function render(data) {
   if (!pingTimer) pingTimer = setInterval(ping, data.ping_s * 1000);  // keeps this task's lease
   task = data.task;
   $("#work").hidden = !task;
+  $("#work").dataset.task = task ? task.task_id : "";
   $("#end").hidden = !!task;
   if (!task) {
     $("#endtext").textContent = `${data.progress.done} of ${data.progress.total} tasks in this view are done.` +
@@ -91,7 +92,8 @@ function render(data) {
     el("span", {text: "batch " + (task.batch_id || "?") + (task.in_sample ? " · in sample" : "")}),
     ...(task.flags || []).map((f) => el("span", {class: "chip flag", text: f})));
   $("#frames").replaceChildren(...task.frames.map((f) =>
-    el("figure", {}, el("img", {src: f.url, alt: f.label}), el("figcaption", {text: f.label}))));
+    el("figure", {}, el("a", {href: f.url, target: "_blank", title: "full size"}, el("img", {src: f.url, alt: f.label})),
+      el("figcaption", {text: f.label}))));
   $("#fields").replaceChildren(...task.fields.map(renderField));
   setValues(modelValues());
   window.scrollTo(0, 0);
@@ -195,8 +197,11 @@ function onKey(e) {
     if (e.key === "Escape") { t.value = ""; onFilter(t); t.blur(); e.preventDefault(); }
     if (e.key === "Enter") {
       e.preventDefault();
-      const hits = $$(".options label", t.closest("fieldset")).filter((l) => !l.hidden && l.textContent.toLowerCase().includes(t.value.trim().toLowerCase()));
-      if (hits.length === 1) { $("input", hits[0]).click(); t.select(); } else show(`${hits.length} options match`);
+      const q = t.value.trim().toLowerCase();
+      const labels = $$(".options label", t.closest("fieldset"));
+      const exact = labels.filter((l) => l.textContent.toLowerCase() === q);
+      const hits = exact.length ? exact : labels.filter((l) => !l.hidden && l.textContent.toLowerCase().includes(q));
+      if (q && hits.length === 1) { $("input", hits[0]).click(); t.select(); } else show(`${hits.length} options match`);
     }
     return;
   }
