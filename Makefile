@@ -13,6 +13,9 @@ FACEVID := $(BIN)/facevid
 OPTS := --config pipeline.yml --lake $(LAKE)
 
 .PHONY: install demo test lint bench clean
+# The review page's browser test drives Debian's Chromium (Playwright never downloads a browser here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # pyproject.toml declares ranges; constraints.txt (-c) locks the embedded default to the tested set.
 # face-recognition-models (in the `local` extra) is an sdist whose setup.py needs setuptools<81
@@ -71,7 +74,12 @@ endif
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+$(CHROMIUM):
+	@echo "== installing Debian's chromium + chromium-driver (the review page's headless-browser test)"
+	export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null; }
+
+test: install lint $(CHROMIUM)
 	$(BIN)/pytest -q -ra
 
 bench: install

@@ -16,7 +16,8 @@ from typing import Any
 from facevid.jobs.config import ConfigError
 from facevid.udfs.media.storage import is_s3, s3_client, split_s3, to_local
 
-SYSTEM_TABLES = ("meta.runs", "meta.evaluations")  # meta.evaluations: the evaluate project appends (delta-rs)
+# meta.evaluations: the evaluate project appends (delta-rs); review.verdicts: `facevid review` appends (delta-rs)
+SYSTEM_TABLES = ("meta.runs", "meta.evaluations", "review.verdicts")
 
 
 def list_dirs(uri: str) -> list[str]:

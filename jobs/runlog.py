@@ -40,8 +40,9 @@ def ddl(types: dict[str, str]) -> str:
 
 
 def input_versions(ctx: Any, spec: StageSpec) -> dict[str, int | None]:
-    """The Delta version of every input table as the stage starts (lineage)."""
-    return {t: ctx.lake.version(t) for t in spec.inputs}
+    """The Delta version of every input table as the stage starts (lineage), and of the tables its
+    params name as ``side_inputs`` (read when they exist, e.g. gold's ``review.verdicts``)."""
+    return {t: ctx.lake.version(t) for t in (*spec.inputs, *getattr(spec.params, "side_inputs", ()))}
 
 
 def driver_peak_mb() -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyspark.sql import functions as F
 
 from facevid.jobs.config import ConfigError, StageSpec
 from facevid.jobs.lineage import BOOKKEEPING
@@ -27,6 +28,7 @@ from facevid.udfs.curation.gold import (
     cap_per_identity,
     parse_rank,
 )
+from facevid.udfs.curation.verdicts import RestorationPolicy, apply_restoration, apply_verdicts
 
 GOLD_COLUMNS: dict[str, str] = {
     "clip_id": "string", "video_id": "string", "source": "string", "license": "string",
@@ -46,6 +48,13 @@ GOLD_COLUMNS: dict[str, str] = {
     "caption_model": "string", "av_offset_ms": "double", "av_confidence": "double", "av_sync_z": "double",
     "av_sync_reliable": "boolean", "speech_frac": "double",
     "has_speech": "boolean", "blink_count": "int", "nod_count": "int", "shake_count": "int",
+    "n_frames": "int",  # frames in crop_uri
+    # restoration (silver.restored): crop_uri is the file gold publishes (the restored one unless the
+    # policy falls back), unrestored_uri the crop, restoration one of none|restored|pending|rejected
+    "unrestored_uri": "string", "restored_uri": "string", "restoration": "string", "restore_backend": "string",
+    "eye_score": "double", "eye_flagged": "boolean",
+    # review (review.verdicts): reviewed values replace model values; the models' changed ones stay here
+    "age_group": "string", "reviewed_fields": "array<string>", "model_annotations": "string",
     "published_at": "timestamp",
 }
 # input columns renamed on the way into gold (the captions table's generic names)
@@ -88,8 +97,17 @@ class GoldParams:
     gate: Any = field(default_factory=dict)
     expectations_path: str | None = None
     result_dir: str = "_validation"  # validation results: relative = under the files root (the lake root of a path lake)
+    restoration: Any = field(default_factory=dict)  # RestorationPolicy: on_flag, on_reject
+    verdicts: str = "review.verdicts"  # reviewers' verdicts, read when the table exists
+
+    @property
+    def side_inputs(self) -> tuple[str, ...]:
+        """Tables read besides the inputs (their versions are logged with the run)."""
+        return (self.verdicts,)
 
     def __post_init__(self) -> None:
+        self.restoration = (self.restoration if isinstance(self.restoration, RestorationPolicy)
+                            else RestorationPolicy(**(self.restoration or {})))
         if not isinstance(self.rules, dict):
             raise ValueError("gold.rules must map rule names to {column, min, max} or {column, is_null}")
         self.rules = {name: r if isinstance(r, Rule) else Rule.parse(name, r) for name, r in self.rules.items()}
@@ -142,8 +160,11 @@ class SelectGold(TableOp):
 
     def build(self, ctx: Any, spec: StageSpec, previous: pd.DataFrame | None) -> pd.DataFrame:
         self._merged, self._spec = self.merge(ctx, spec), spec
-        clips = self._merged
         params: GoldParams = spec.params
+        verdicts = self.read_verdicts(ctx, spec)
+        clips, excluded = apply_restoration(self._merged, verdicts, params.restoration)
+        clips = self._recaption(ctx, apply_verdicts(clips, verdicts, self._many(ctx)))
+        self._merged = clips
         rules = list(params.rules.values())
         if "identity_id" not in {r.column for r in rules}:
             rules.append(Rule(name="identity", column="identity_id", is_null=False))
@@ -159,6 +180,11 @@ class SelectGold(TableOp):
                 "threshold": f"rank <= {params.per_identity_max_clips} by {', '.join(params.rank_by)}",
             })], ignore_index=True)
             gold = gold[~over]
+        if len(excluded):
+            failures = pd.concat([failures, excluded.assign(
+                rule="restoration", threshold=f"restoration accepted (on_flag/on_reject: "
+                f"{params.restoration.on_flag}/{params.restoration.on_reject})")], ignore_index=True)
+            gold = gold[~gold["clip_id"].isin(excluded["clip_id"])]
         gold["identity_clip_count"] = gold.groupby("identity_id")["clip_id"].transform("size")
         ledger = self.read_ledger(ctx)
         gold["split"] = assign_splits(gold, ledger, params.split)
@@ -183,6 +209,45 @@ class SelectGold(TableOp):
             new = [c for c in other.columns if c not in clips.columns or c == key]
             self._owner.update({c: i for c in new if c != key and not c.startswith("_")})
             clips = clips.merge(other[new], on=key, how="left")
+        return clips
+
+    def read_verdicts(self, ctx: Any, spec: StageSpec) -> pd.DataFrame:
+        """The latest verdict per (clip, field) of ``review.verdicts`` (empty when nobody reviewed yet)."""
+        from pyspark.sql import Window
+
+        table = spec.params.verdicts
+        if not ctx.lake.exists(table):
+            return pd.DataFrame(columns=["verdict_id", "clip_id", "field", "verdict", "reviewer_value", "model_value",
+                                         "reviewed_at"])
+        w = Window.partitionBy("clip_id", "field").orderBy(F.col("reviewed_at").desc(), F.col("verdict_id").desc())
+        last = ctx.current(table).withColumn("_n", F.row_number().over(w)).filter("_n = 1").drop("_n")
+        return last.select("verdict_id", "clip_id", "field", "verdict", "reviewer_value", "model_value",
+                           "reviewed_at").toPandas()  # bounded: one row per reviewed (clip, field)
+
+    def _vocabulary(self, ctx: Any) -> Any:
+        """The vocabulary the captions were made with."""
+        from facevid.udfs.annotate.vocabulary import load_vocabulary
+
+        captions = ctx.cfg.producer("silver.captions")
+        return load_vocabulary(getattr(captions.params, "vocabulary_path", None) if captions else None)
+
+    def _many(self, ctx: Any) -> set[str]:
+        """The list-valued attributes."""
+        return {a for a, c in self._vocabulary(ctx).cardinality().items() if c == "many"}
+
+    def _recaption(self, ctx: Any, clips: pd.DataFrame) -> pd.DataFrame:
+        """Clips whose caption was composed from the attributes (the signals backend) and whose
+        attributes a reviewer corrected get the sentence of the corrected values; a VLM's own
+        sentence stays as written (README "Review")."""
+        from facevid.udfs.annotate.sentence import compose_caption
+
+        fix = clips["model_annotations"].notna() & clips.get("caption_backend", pd.Series(None, index=clips.index)
+                                                              ).eq("signals")
+        if fix.any():
+            vocab = self._vocabulary(ctx)
+            attrs = list(vocab.cardinality())
+            clips.loc[fix, "caption"] = [compose_caption({a: r.get(a) for a in attrs}, vocab)
+                                         for r in clips.loc[fix].to_dict("records")]
         return clips
 
     def _ready(self, clips: pd.DataFrame, column: str) -> pd.Series:
