@@ -121,6 +121,48 @@ def test_page_task_frames_and_a_submitted_correction(server, lake) -> None:
     assert _verdicts(lake)[0] == 0
 
 
+def test_restoration_task_before_and_after_and_gold_reads_the_verdict(tmp_path, shared_videos) -> None:
+    import pandas as pd
+
+    from facevid.udfs.curation.verdicts import RestorationPolicy, apply_restoration, apply_verdicts
+    from facevid.udfs.media.video import iter_frames
+
+    lake = tmp_path / "lake"
+    clips = shared_clips(shared_videos, ("lp_d18.mp4", "lp_d19.mp4"))
+    clips[0].update(restored_uri=str(shared_videos / "lp_d20.mp4"), eye_flagged=True)  # stands in for a restored file
+    write_review_tasks(lake, clips)
+    httpd, base = _serve(lake, "srv")
+    try:
+        a = Browser(base)
+        task = a.json("/api/task")["task"]
+        assert task["task_id"] == "restoration:lp_d18" and task["flags"] == ["eye_artifact"]  # flagged: first
+        assert task["fields"] == [{"name": "restoration", "options": ["accept", "reject"], "many": False,
+                                   "restoration": True, "model_value": "reject"}]
+        assert [f["label"] for f in task["frames"]] == ["before restoration", "after restoration"]
+        for frame, source in zip(task["frames"], ("lp_d18.mp4", "lp_d20.mp4"), strict=True):
+            shown = cv2.imdecode(np.frombuffer(a.call(frame["url"])[1], np.uint8), cv2.IMREAD_COLOR)
+            first = next(iter_frames(str(shared_videos / source)))[1]
+            assert np.abs(shown.astype(int) - first).mean() < 3  # the first frame of each file
+        for bad in ("maybe", None, ["reject"]):
+            status, _ = a.call("/api/submit", {"task_id": task["task_id"], "values": {"restoration": bad}})
+            assert status == 400
+        res = a.json("/api/submit", {"task_id": task["task_id"], "values": {"restoration": "reject"}})
+        assert res["verdicts"] == {"restoration": "reject"}
+        while (static := a.json("/api/task")["task"])["kind"] != "static":
+            a.json("/api/skip", {"task_id": static["task_id"]})
+        fixed = {**_accept_all(static), "ethnicity": "Korean"}
+        a.json("/api/submit", {"task_id": static["task_id"], "values": fixed})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    verdicts = pd.DataFrame(_verdicts(lake)[1])
+    out, _ = apply_restoration(pd.DataFrame(clips), verdicts, RestorationPolicy())  # gold's own reading
+    assert out.set_index("clip_id").loc["lp_d18", "restoration"] == "rejected"
+    gold = apply_verdicts(pd.DataFrame(clips), verdicts, {"appearance", "lighting", "action"}).set_index("clip_id")
+    assert gold.loc[static["clip_id"], "ethnicity"] == "Korean"
+    assert gold.loc[static["clip_id"], "reviewed_fields"] == ["age", "appearance", "ethnicity", "lighting"]
+
+
 def test_sessions_never_share_a_task_and_skips(server, lake) -> None:
     a, b = Browser(server), Browser(server)
     ta, tb = a.json("/api/task")["task"]["task_id"], b.json("/api/task")["task"]["task_id"]
@@ -228,3 +270,20 @@ def test_the_command_refuses_bad_setups(tmp_path, lake, capsys) -> None:
     assert "path lake" in capsys.readouterr().err
     assert main(["review", "--config", str(cfg), "--reviewer", "a", "--lake", str(tmp_path / "empty")]) == 2
     assert "no gold.review_tasks" in capsys.readouterr().err
+
+
+def test_the_page_offers_the_review_stages_vocabulary(tmp_path, lake) -> None:
+    import yaml
+
+    from facevid.jobs.config import load_config
+    from facevid.jobs.review.cli import review_vocabulary
+    from facevid.udfs.annotate.vocabulary import DEFAULT_PATH
+
+    assert review_vocabulary(load_config(write_config(tmp_path, lake))).options("emotion")[-2] == "Contempt"
+    doc = yaml.safe_load(DEFAULT_PATH.read_text())
+    emotion = doc["attributes"]["emotion"]
+    emotion["options"] = ["Weary" if o == "Contempt" else o for o in emotion["options"]]
+    emotion["synonyms"] = {k: "Weary" if v == "Contempt" else v for k, v in emotion["synonyms"].items()}
+    (tmp_path / "vocab.yml").write_text(yaml.safe_dump(doc))
+    cfg = load_config(write_config(tmp_path, lake, {"review_tasks": {"params": {"vocabulary_path": str(tmp_path / "vocab.yml")}}}))
+    assert review_vocabulary(cfg).options("emotion")[-2] == "Weary"

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from review_tasks import shared_clips, task_rows, write_review_tasks
+from review_tasks import shared_clips, write_review_tasks
 
 from facevid.jobs.review.frames import FrameCache, decode_jpegs
 from facevid.jobs.review.leases import TaskLeases, lease_name
@@ -217,10 +217,3 @@ def test_frames_are_the_numbered_frames_of_the_video(shared_videos) -> None:
     assert len(cache._items) == 2 and cache.get(path, 10_000) is None
     big = decode_jpegs(str(shared_videos / "facenet_crowd_1080p.mp4"), [0], max_side=512)
     assert cv2.imdecode(np.frombuffer(big[0], np.uint8), cv2.IMREAD_COLOR).shape == (288, 512, 3)
-
-
-def test_task_rows_helper_follows_the_schema(shared_videos) -> None:
-    rows = task_rows(shared_clips(shared_videos))
-    dynamic = [r for r in rows if r["kind"] == "dynamic"]
-    assert all(len(r["frame_index"]) == 3 and min(np.diff(r["frame_index"])) >= 2 for r in dynamic)
-    assert all(r["frame_index"] == [0] for r in rows if r["kind"] == "static")

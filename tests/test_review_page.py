@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, copy_lake
+from conftest import rows as sql_rows
 from deltalake import DeltaTable
-from review_tasks import write_review_tasks
 
 from facevid.jobs.review.leases import TaskLeases, lease_name
+from facevid.jobs.runner import run_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -86,9 +87,9 @@ def test_review_page_in_chromium(full_run, tmp_path) -> None:
     sync_playwright = _require_browser()
     ctx, _ = full_run
     mine = copy_lake(ctx, tmp_path)
-    clips = DeltaTable(mine.lake.location("gold.clips")).to_pyarrow_table().to_pylist()
-    assert len(clips) >= 4
-    write_review_tasks(mine.cfg.lake, clips)  # the review tasks stage, once it lands: run_pipeline(mine, [...])
+    table = DeltaTable(mine.lake.location("gold.review_tasks"))  # written by the review.tasks stage in full_run
+    tasks = table.to_pyarrow_table().to_pylist()
+    assert len(tasks) >= 8 and {"static", "dynamic"} <= {t["kind"] for t in tasks}
     config, log = tmp_path / "pipeline.yml", tmp_path / "servers.log"
     verdicts = mine.lake.location("review.verdicts")
     procs: list[subprocess.Popen] = []
@@ -129,12 +130,15 @@ def test_review_page_in_chromium(full_run, tmp_path) -> None:
             assert static["appearance"]["verdict"] == "correct"
             assert set(json.loads(static["appearance"]["reviewer_value"])) == model ^ {"Eyeglasses"}
             assert [r["verdict"] for r in rows if r["task_id"] == done["dynamic"]] == ["accept", "accept"]
-            assert {r["reviewer"] for r in rows} == {"alice"} and {r["tasks_version"] for r in rows} == {0}
-            sql = mine.spark.read.format("delta").load(verdicts)  # the lake's engine reads what the page wrote
-            sql.createOrReplaceTempView("review_verdicts")
-            fixed = mine.spark.sql("SELECT clip_id, field, reviewer_value FROM review_verdicts "
-                                   "WHERE verdict = 'correct'").collect()
-            assert [(r.field, r.clip_id) for r in fixed] == [("appearance", done["static"].split(":", 1)[1])]
+            assert {r["reviewer"] for r in rows} == {"alice"} and {r["tasks_version"] for r in rows} == {table.version()}
+            clip = done["static"].split(":", 1)[1]
+            fixed = sql_rows(mine, "SELECT clip_id, field FROM review_verdicts WHERE verdict = 'correct'")
+            assert fixed == [{"clip_id": clip, "field": "appearance"}]  # the lake's engine reads what the page wrote
+            run_pipeline(mine, ["gold"], log=lambda m: None)  # gold applies the verdicts
+            (gold,) = sql_rows(mine, f"SELECT appearance, reviewed_fields, model_annotations FROM gold_clips "
+                                 f"WHERE clip_id = '{clip}'")
+            assert set(gold["appearance"]) == model ^ {"Eyeglasses"} and "appearance" in gold["reviewed_fields"]
+            assert json.loads(gold["model_annotations"])["appearance"] == json.loads(static["appearance"]["model_value"])
 
             # a third task, half-edited, when the server is SIGKILLed
             third = current
@@ -174,7 +178,7 @@ def test_review_page_in_chromium(full_run, tmp_path) -> None:
                 page.keyboard.press("s")
                 current = _task(page, current)
             assert page.is_visible("#end") and not page.is_visible("#work")
-            assert f"4 of {2 * len(clips)} tasks" in page.inner_text("#end") and "You skipped" in page.inner_text("#end")
+            assert f"4 of {len(tasks)} tasks" in page.inner_text("#end") and "You skipped" in page.inner_text("#end")
             page.keyboard.press("u")
             assert _task(page, "") and page.is_visible("#work") and not page.is_visible("#end")
             assert errors == []

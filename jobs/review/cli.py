@@ -50,6 +50,21 @@ class _Quiet(WSGIRequestHandler):
         """No access log: the page polls."""
 
 
+def review_vocabulary(cfg: PipelineConfig) -> Any:
+    """The fields' options: the review stage's ``vocabulary_path``, else the caption stage's vocabulary
+    (the packaged DH-FaceVid-1K table without either)."""
+    from facevid.jobs.gate import caption_vocabulary
+    from facevid.udfs.annotate.vocabulary import load_vocabulary
+    from facevid.udfs.curation.review_tasks import ReviewParams
+
+    path = next((s.params.vocabulary_path for s in cfg.stages.values()
+                 if isinstance(s.params, ReviewParams) and s.params.vocabulary_path), None)
+    try:
+        return load_vocabulary(path) if path else caption_vocabulary(cfg)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def make_review_server(app: Any, host: str, port: int) -> WSGIServer:
     """A threaded WSGI server for ``app`` listening on ``host:port`` (0: any free port); on a loopback
     address the app answers only loopback ``Host`` headers of that port."""
@@ -65,7 +80,6 @@ def make_review_server(app: Any, host: str, port: int) -> WSGIServer:
 def cmd_review(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     """Serve the page until interrupted (other modes of ``facevid review``, e.g. a report, branch
     off here before the reviewer is required)."""
-    from facevid.jobs.gate import caption_vocabulary
     from facevid.jobs.review.app import ReviewApp
     from facevid.jobs.review.leases import TaskLeases
     from facevid.jobs.review.logic import check_reviewer
@@ -80,7 +94,7 @@ def cmd_review(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     session_id = uuid.uuid4().hex[:12]
     store = ReviewStore(cfg.lake, cfg.files_root, session_id, wait_s=max(float(args.wait or 0.0), 30.0))
     store.check()
-    app = ReviewApp(store, TaskLeases(cfg.files_root, session_id), caption_vocabulary(cfg), reviewer, session_id,
+    app = ReviewApp(store, TaskLeases(cfg.files_root, session_id), review_vocabulary(cfg), reviewer, session_id,
                     kind=args.kind, batch=args.batch)
     httpd = make_review_server(app, args.host, args.port)
     url = f"http://{args.host}:{httpd.server_port}/"

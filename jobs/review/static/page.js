@@ -52,7 +52,8 @@ function renderField(field, i) {
   const known = modelList.every((v) => v === null || field.options.includes(v));
   const box = el("fieldset", {class: "field" + (field.restoration ? " restoration" : ""), "data-name": field.name});
   const legend = el("legend", {}, el("span", {class: "n", text: String(i + 1)}), field.name,
-    el("span", {class: "model", text: field.restoration ? "" : "model: " + fmt(field.model_value) + (known ? "" : " (not in the vocabulary)")}),
+    el("span", {class: "model", text: field.restoration ? (field.model_value ? "eye screen suggests: " + field.model_value : "")
+      : "model: " + fmt(field.model_value) + (known ? "" : " (not in the vocabulary)")}),
     el("span", {class: "badge", text: "corrected"}));
   box.append(legend);
   if (field.options.length > 20) {
@@ -101,7 +102,7 @@ function render(data) {
 
 function modelValues() {
   const out = {};
-  for (const f of task.fields) out[f.name] = f.restoration ? (f.options.includes(f.model_value) ? f.model_value : null) : f.model_value;
+  for (const f of task.fields) out[f.name] = f.restoration ? null : f.model_value;  // a restoration is always decided
   return out;
 }
 
