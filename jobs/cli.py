@@ -34,6 +34,7 @@ EPILOG = """examples:
   facevid train -P steps=300                     # mlflow_projects/finetune on gold (tiny CPU model by default)
   facevid evaluate -P model_uri=models:/facevid-video/1   # mlflow_projects/evaluate -> meta.evaluations
   facevid export --format finetrainers           # gold train split at its current version, for CogVideoX trainers
+  facevid review --reviewer alice                # the review page at http://127.0.0.1:8765/ (verdicts to the lake)
   facevid run --lake uc:main.facevid --files /Volumes/main/facevid/files   # Unity Catalog: tables + a files root
 """
 
@@ -103,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: <files root>/_report, i.e. <lake>/_report for a path lake)")
     rep.add_argument("--examples", type=int, default=4, help="example frames per bucket (default 4)")
     from facevid.jobs.ml.cli import add_parsers
+    from facevid.jobs.review.cli import add_parser as add_review_parser
 
     add_parsers(sub, _common)
+    add_review_parser(sub, _common)
     hist = sub.add_parser("history", help="Delta commit history of one table (e.g. silver.faces)")
     _common(hist)
     hist.add_argument("table")
@@ -305,8 +308,15 @@ def _ml_command(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     return ML[args.command](cfg, args)
 
 
+def _review_command(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from facevid.jobs.review.cli import cmd_review
+
+    return cmd_review(cfg, args)
+
+
 COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "sql": cmd_sql, "history": cmd_history,
-            "maintain": cmd_maintain, "train": _ml_command, "evaluate": _ml_command, "export": _ml_command}
+            "maintain": cmd_maintain, "train": _ml_command, "evaluate": _ml_command, "export": _ml_command,
+            "review": _review_command}
 
 
 EXITS = ((ConfigError, "error", 2, ""), (GateError, "gate failed", 3, ""), (LeaseHeld, "busy", 4, ""),

@@ -175,15 +175,19 @@ def _not_in(options: list[str]) -> Any:
     return lambda x: ~x.isin(*options)
 
 
-def gate_vocabulary(ctx: Any) -> dict[str, list[str]]:
-    """Options per attribute of the vocabulary the caption stage uses (the packaged one without it)."""
+def caption_vocabulary(cfg: Any) -> Any:
+    """The ``Vocabulary`` the caption stage of ``cfg`` uses (the packaged one without it)."""
     from facevid.udfs.annotate.captioner import CaptionParams
     from facevid.udfs.annotate.vocabulary import load_vocabulary
 
-    path = next((s.params.vocabulary_path for s in ctx.cfg.stages.values() if isinstance(s.params, CaptionParams)),
+    path = next((s.params.vocabulary_path for s in cfg.stages.values() if isinstance(s.params, CaptionParams)),
                 None)
-    vocab = load_vocabulary(path)
-    return {name: list(a.options) for name, a in vocab.attributes.items()}
+    return load_vocabulary(path)
+
+
+def gate_vocabulary(ctx: Any) -> dict[str, list[str]]:
+    """Options per attribute of the vocabulary the caption stage uses (the packaged one without it)."""
+    return {name: list(a.options) for name, a in caption_vocabulary(ctx.cfg).attributes.items()}
 
 
 def _write_result(ctx: Any, spec: StageSpec, doc: dict[str, Any]) -> str:

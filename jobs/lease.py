@@ -143,6 +143,13 @@ def holder_gone(content: dict[str, Any]) -> bool:
     return started is None or started != content.get("pid_start")
 
 
+def identity(run_id: str, command: str) -> dict[str, Any]:
+    """Who holds a lease: the run, this host and process (with its start time, so a reused pid is
+    not taken for the holder) and the command."""
+    return {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "pid_start": _process_start(os.getpid()), "command": command}
+
+
 def describe(content: dict[str, Any]) -> str:
     left = content.get("expires_at", 0) - time.time()
     return (f"run {content.get('run_id')} ({content.get('command', 'facevid')}, host {content.get('host')}, "
@@ -154,8 +161,7 @@ class Lease:
 
     def __init__(self, store: Any, table: str, run_id: str, command: str = "run", ttl_s: float = TTL_S) -> None:
         self.store, self.table, self.ttl_s = store, table, ttl_s
-        self.me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-                   "pid_start": _process_start(os.getpid()), "command": command}
+        self.me = identity(run_id, command)
         self.token: str | None = None
         self.lost: str | None = None
         self._renewed = 0.0
