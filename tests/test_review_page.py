@@ -139,6 +139,13 @@ def test_review_page_in_chromium(full_run, tmp_path) -> None:
                                  f"WHERE clip_id = '{clip}'")
             assert set(gold["appearance"]) == model ^ {"Eyeglasses"} and "appearance" in gold["reviewed_fields"]
             assert json.loads(gold["model_annotations"])["appearance"] == json.loads(static["appearance"]["model_value"])
+            report = subprocess.run([sys.executable, "-m", "facevid.jobs.cli", "review", "--report", "--config",
+                                     str(config)], cwd=REPO, capture_output=True, text=True, timeout=300)
+            assert report.returncode == 0, report.stderr
+            lines = {ln.split("|")[2].strip(): ln for ln in report.stdout.splitlines() if ln.startswith("| ") and "-20" in ln}
+            # the static batch: one corrected task among its sample -> rejected at once (Ac 0 for AQL 1 here)
+            assert lines["static"].rstrip(" |").endswith("reject") and "| 1 " in lines["static"], report.stdout
+            assert "incomplete (1 of" in lines["dynamic"] and "appearance 1/1 (100%)" in report.stdout
 
             # a third task, half-edited, when the server is SIGKILLed
             third = current

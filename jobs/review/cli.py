@@ -37,6 +37,13 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     p.add_argument("--kind", choices=KINDS, help="only tasks of this kind")
     p.add_argument("--batch", metavar="BATCH_ID", help="only tasks of this labelling batch")
+    p.add_argument("--report", action="store_true",
+                   help="print, per labelling batch, its ISO 2859-1 acceptance decision and the fields reviewers "
+                   "correct most (no page; no --reviewer needed)")
+    p.add_argument("--aql", type=float, help="with --report: the AQL in %% nonconforming (default: "
+                   "stages.review_tasks.params.aql)")
+    p.add_argument("--level", help="with --report: the inspection level S-1..S-4, I, II, III (default: "
+                   "stages.review_tasks.params.inspection_level)")
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -85,6 +92,8 @@ def cmd_review(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from facevid.jobs.review.logic import check_reviewer
     from facevid.jobs.review.store import ReviewStore
 
+    if args.report:
+        return _report(cfg, args)
     try:
         reviewer = check_reviewer(args.reviewer)
     except ValueError as exc:
@@ -109,6 +118,20 @@ def cmd_review(cfg: PipelineConfig, args: argparse.Namespace) -> int:
     finally:
         httpd.server_close()
         app.release_all()
+    return 0
+
+
+def _report(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    """``--report``: the acceptance report (Markdown) on stdout; exit 0 whatever the decisions."""
+    from facevid.jobs.cli import _session as session
+    from facevid.jobs.review.report import review_report
+
+    with session(cfg, args) as ctx:
+        try:
+            text, _ = review_report(ctx, args.aql, args.level)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    print(text, end="", flush=True)
     return 0
 
 
