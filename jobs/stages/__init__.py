@@ -1,9 +1,9 @@
 """Stage ops by layer, registered by name for ``pipeline.yml`` (``udf: faces.detect``):
-bronze (ingest, probe) -> silver (split, faces, quality, crops, identity, av, caption) -> gold (select)."""
+bronze (ingest, probe) -> silver (split, faces, quality, crops, restore, identity, av, caption) -> gold (select)."""
 
 from facevid.jobs.stages.base import Op, registry
 from facevid.jobs.stages.bronze import ingest, probe  # noqa: F401  (registration side effects)
 from facevid.jobs.stages.gold import select  # noqa: F401
-from facevid.jobs.stages.silver import av, caption, crops, faces, identity, quality, split  # noqa: F401
+from facevid.jobs.stages.silver import av, caption, crops, faces, identity, quality, restore, split  # noqa: F401
 
 __all__ = ["Op", "registry"]
