@@ -154,7 +154,7 @@ class SpandrelRestorer:
         with torch.inference_mode():
             for i in range(0, len(faces), self.frame_batch):
                 chunk = torch.from_numpy(np.ascontiguousarray(faces[i:i + self.frame_batch])).to(self.device)
-                x = chunk.permute(0, 3, 1, 2).to(self.torch_dtype) / 127.5 - 1.0
+                x = chunk.permute(0, 3, 1, 2).contiguous().to(self.torch_dtype) / 127.5 - 1.0
                 y = self._forward(x).float().clamp_(-1, 1)
                 y = ((y + 1.0) * 127.5).round_().to(torch.uint8).permute(0, 2, 3, 1)
                 out[i:i + len(chunk)] = y.cpu().numpy()
