@@ -117,9 +117,8 @@ def paste_back(frame: np.ndarray, face: np.ndarray, m: np.ndarray, feather: floa
     interp = cv2.INTER_AREA if scale_of(inv) < 1 else cv2.INTER_LINEAR
     back = cv2.warpAffine(face, inv, (w, h), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha = cv2.warpAffine(soft_mask(size, feather), inv, (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    blended = region + alpha * (back.astype(np.float32) - region)
-    touched = alpha[..., 0] > 0
-    out[y0:y1, x0:x1][touched] = np.clip(np.rint(blended[touched]), 0, 255).astype(np.uint8)
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    region = out[y0:y1, x0:x1]
+    # alpha * face + (1 - alpha) * frame; where alpha is 0 the frame's pixel comes back exactly
+    region[...] = cv2.blendLinear(back, region, alpha, 1.0 - alpha)
     return out
