@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import rows
+from conftest import make_context, rows
 from deltalake import DeltaTable
 from fixtures_restore import restore_config, restore_context
 
@@ -137,6 +137,19 @@ def test_gfpgan_and_codeformer_load_through_spandrel_and_restore_a_real_face(res
         SpandrelRestorer(str(restorer_weights("gfpgan")), "cpu", face_size=256)
 
 
+def test_the_select_column_and_the_landmark_model_are_checked_before_any_work(tmp_path: Path) -> None:
+    import pandas as pd
+
+    cfg = load_config(restore_config(tmp_path, tmp_path / "lake", {"select": {"column": "iqa_x", "max": 1}}))
+    spec, op = cfg.stages["restore"], RestoreFaces()
+    frame = pd.DataFrame(columns=["clip_id", "video_id", "_input_fp", *op.requires])
+    with pytest.raises(ConfigError, match="select reads iqa_x, which its input"):
+        op.check_input(spec, frame)
+    cfg = load_config(restore_config(tmp_path, tmp_path / "lake", {"landmarks_path": str(tmp_path / "x.dat")}))
+    with pytest.raises(ConfigError, match=r"stages\.restore\.params\.landmarks_path"):
+        op.preflight(cfg.stages["restore"])
+
+
 def test_missing_weights_are_one_clear_error_naming_the_key(tmp_path: Path, capsys) -> None:
     from facevid.jobs.cli import main
 
@@ -210,6 +223,17 @@ def test_enhance_restores_the_soft_gold_clips_end_to_end_and_a_rerun_does_nothin
     again = {r.stage: r for r in run_pipeline(ctx, names=["restore"], log=lambda m: None)}["restore"]
     assert again.pending == 0 and again.commits == 0 and again.rows == report.rows
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored").rglob("*") if p.is_file()} == files
+
+    # score, then decide: a new eye_level re-runs the rows but re-restores nothing
+    strict = make_context(ctx.engine, restore_config(tmp_path, tmp_path / "lake", {"eye_level": 0.01}),
+                          [s.uri for s in ctx.cfg.sources])
+    third = {r.stage: r for r in run_pipeline(strict, names=["restore"], log=lambda m: None)}["restore"]
+    assert third.pending == len(out)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored").rglob("*") if p.is_file()} == files
+    flagged = {r["clip_id"]: r for r in restored_rows(strict)}
+    for clip_id in soft:
+        assert flagged[clip_id]["eye_flagged"] is True and flagged[clip_id]["eye_score"] == out[clip_id]["eye_score"]
+        assert json.loads(flagged[clip_id]["eye_detail"])["level"] == 0.01
 
 
 def test_a_learned_architecture_restores_a_gold_clip_end_to_end_through_spandrel(

@@ -10,9 +10,11 @@ output keeps the crop's size, frame timestamps and audio.
 
 Files are immutable (``facevid.udfs.media.artifacts``): ``<root>/<clip_id>/<digest>.mp4``, the digest
 over the crop file's URI (crops are content-addressed), the backend, the architecture, the weights
-hash, the parameters that shape the bytes, the landmark model's hash, ``CODE_VERSION`` and PyAV's
-version; encoded into a temporary file, published in one step, then its ``<digest>.json`` marker
-(the row's values), so a re-run with the same inputs reuses the file.
+hash, the parameters that shape the bytes, the landmark model's hash, the eye screen's frame
+choice (the marker keeps its scores), ``CODE_VERSION`` and PyAV's version; encoded into a temporary
+file, published in one step, then its ``<digest>.json`` marker (the row's values), so a re-run with
+the same inputs reuses the file. ``eye_flagged`` is decided again from the kept ``eye_score`` at
+the current ``eye_level``: a new level re-restores nothing.
 
 Measures (restored clips): ``sharpness_*`` the median Laplacian variance of the gray face box
 scaled to ``SHARPNESS_SIDE`` px (``silver.quality``'s ``sharpness_face`` measure, here on the crop
@@ -191,6 +193,16 @@ def eye_frames(faces: CropFaces, n_random: int, seed: int, key: str) -> set[int]
     return {usable[k] for k in frame_plan(len(usable), n_random, seed, key)}
 
 
+def flag_eyes(measured: dict[str, Any], level: float) -> dict[str, Any]:
+    """The flag of a measured ``eye_score`` at ``level`` (score, then decide: a new level re-decides
+    without re-restoring)."""
+    score = measured.get("eye_score")
+    if score is None:
+        return {"eye_flagged": None}
+    detail = json.loads(measured["eye_detail"]) if measured.get("eye_detail") else {}
+    return {"eye_flagged": bool(score > level), "eye_detail": json.dumps({**detail, "level": level}, sort_keys=True)}
+
+
 def restored_uri(root: str, clip_id: str, digest: str) -> str:
     return f"{root}/{clip_id}/{digest}.mp4"
 
@@ -203,12 +215,13 @@ def restore_clip(item: Prepared, restorer: Any, params: RestoreParams, root: str
     spec = params.output_params(restorer.arch, getattr(restorer, "dtype", None))
     digest = content_digest({"code": CODE_VERSION, "av": av.__version__, "crop": str(row["crop_uri"]),
                              "backend": params.backend, "arch": restorer.arch, "weights": restorer.weights_hash,
-                             "params": spec, "landmarks": landmarks_hash(params.landmarks_path)})
+                             "params": spec, "landmarks": landmarks_hash(params.landmarks_path),
+                             "screen": [params.eye_frames, params.seed]})  # the marker's measures too
     uri = restored_uri(root, clip_id, digest)
     done = read_marker(uri)
     if done is not None and set(RESTORED_COLUMNS) <= set(done):
-        return {**{k: done[k] for k in RESTORED_COLUMNS}, "restore_reason": item.reason,
-                "restore_ms": (time.perf_counter() - item.t0) * 1000.0}
+        return {**{k: done[k] for k in RESTORED_COLUMNS}, **flag_eyes(done, params.eye_level),
+                "restore_reason": item.reason, "restore_ms": (time.perf_counter() - item.t0) * 1000.0}
     work = _Work(faces, restorer, params, eye_frames(faces, params.eye_frames, params.seed, clip_id))
     tmp = temp_for(uri, folder=root)  # in the root: a failed attempt leaves no folder behind
     try:

@@ -102,6 +102,7 @@ class RestoreParams:
             (0 <= self.fidelity <= 1, f"fidelity must be in [0, 1], got {self.fidelity}"),
             (self.dtype in ("auto", "float32", "float16", "bfloat16"),
              f"dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}"),
+            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.frame_batch >= 1, f"frame_batch must be >= 1, got {self.frame_batch}"),
             (0 <= self.crf <= 51, f"crf must be in [0, 51], got {self.crf}"),
             (self.preset in X264_PRESETS, f"preset must be one of {X264_PRESETS}, got {self.preset!r}"),
