@@ -34,6 +34,7 @@ from facevid.udfs.restore.align import (
     warp_face,
 )
 from facevid.udfs.restore.backends import SpandrelRestorer, check_weights, pick_dtype
+from facevid.udfs.restore.clip import RESTORED_COLUMNS, prepare
 from facevid.udfs.restore.landmarks import fit_crop
 from facevid.udfs.restore.params import RestoreParams, Selection
 
@@ -148,6 +149,19 @@ def test_the_select_column_and_the_landmark_model_are_checked_before_any_work(tm
     cfg = load_config(restore_config(tmp_path, tmp_path / "lake", {"landmarks_path": str(tmp_path / "x.dat")}))
     with pytest.raises(ConfigError, match=r"stages\.restore\.params\.landmarks_path"):
         op.preflight(cfg.stages["restore"])
+
+
+def test_backend_none_and_unselected_clips_write_no_file_and_say_why(gold_crops, tmp_path: Path) -> None:
+    row = gold_crops[0]
+    off = prepare(row, RestoreParams(backend="none", select="all"), str(tmp_path))
+    assert off.faces is None and off.done is not None  # nothing decoded
+    assert (off.done["restored"], off.done["restored_uri"], off.done["restore_backend"]) == (False, None, "none")
+    assert off.done["restore_reason"] == "backend none (restoration off); selected: all"
+    assert off.done["frames_total"] == row["n_frames"] and set(off.done) == set(RESTORED_COLUMNS)
+    skip = prepare(row, RestoreParams(select={"column": "sharpness_face", "max": row["sharpness_face"] - 1}),
+                   str(tmp_path))
+    assert skip.done["restored"] is False and skip.done["restore_reason"].startswith("not selected: sharpness_face")
+    assert not any(tmp_path.iterdir())
 
 
 def test_missing_weights_are_one_clear_error_naming_the_key(tmp_path: Path, capsys) -> None:
