@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fixtures_media", "fixtures_s3", "tiny_vlm", "tiny_cogvideox"]
+pytest_plugins = ["fixtures_media", "fixtures_s3", "tiny_vlm", "tiny_cogvideox", "fixtures_restore"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = Path(os.environ.get("FACEVID_SHARED", REPO.parent / "shared")) / "data" / "videos"

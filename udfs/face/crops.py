@@ -36,7 +36,7 @@ from facevid.udfs.media.artifacts import (
     temp_for,
     write_marker,
 )
-from facevid.udfs.media.encode import encode_crop
+from facevid.udfs.media.encode import X264_PRESETS, encode_crop
 from facevid.udfs.media.storage import local_path
 
 CROPS_COLUMNS: dict[str, str] = {
@@ -58,7 +58,6 @@ CROPS_COLUMNS: dict[str, str] = {
     "encode_ms": "double",
 }
 CODE_VERSION = 2  # bump when the cutting/encoding code changes the bytes it writes
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 @dataclass
