@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml constraints.txt constraints-build.txt requirements-mosa
 install: $(STAMP)
 
 demo: install
-	@echo "== facevid run: ingest -> probe -> split -> faces -> quality, crops, embed, av -> identities, caption -> gold into $(LAKE)"
+	@echo "== facevid run: ingest -> probe -> split -> faces -> quality, crops, embed, av -> identities, caption, restore -> gold -> review tasks into $(LAKE)"
 	@$(FACEVID) run $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
 	@echo "== facevid status"
 	@$(FACEVID) status $(OPTS) $(if $(VIDEOS),--source $(VIDEOS),)
@@ -59,6 +59,12 @@ demo: install
 	@echo "== facevid sql: annotations (silver.av + silver.captions, signals backend) of the gold clips"
 	@$(FACEVID) sql $(OPTS) "SELECT regexp_extract(video_uri, '[^/]+$$', 0) AS file, action, lighting, \
 	  round(speech_frac, 2) AS speech, av_offset_ms, av_sync_reliable AS sync_known, caption FROM gold_clips ORDER BY file"
+	@echo "== facevid sql: restoration (enhance, the CPU default) and the review queue"
+	@$(FACEVID) sql $(OPTS) "SELECT restoration, count(*) AS clips, round(avg(eye_score), 3) AS eye_score \
+	  FROM gold_clips GROUP BY restoration"
+	@$(FACEVID) sql $(OPTS) "SELECT kind, count(*) AS tasks, sum(CAST(size(flags) > 0 AS INT)) AS flagged, \
+	  sum(CAST(in_sample AS INT)) AS in_sample FROM gold_review_tasks GROUP BY kind"
+	@echo "   review them: $(FACEVID) review --reviewer YOUR_NAME --lake $(LAKE)   (then: $(FACEVID) review --report)"
 	@echo "== facevid report"
 	@$(FACEVID) report $(OPTS)
 ifneq ($(TRAIN),)

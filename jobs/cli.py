@@ -277,18 +277,22 @@ def write_report(ctx: Any, out: str, examples: int) -> str:
     return f"{out.rstrip('/')}/index.html"
 
 
+ARTIFACT_OPS = ("crops.write", "restore.faces")  # stages that write immutable files under params.dir
+ARTIFACT_COLUMNS = ("crop_uri", "restored_uri", "unrestored_uri")  # columns that reference them
+
+
 def _sweep_artifacts(ctx: Any, tables: list[str], retain_hours: int) -> None:
-    """Delete artifact files (crops) that no table version within the retention references."""
+    """Delete artifact files (crops, restored crops) that no table version within the retention references."""
     from facevid.jobs.lake import storage_options
     from facevid.udfs.media.artifacts import referenced_by, sweep
 
-    roots = [ctx.cfg.file_uri(s.params.dir) for s in ctx.cfg.stages.values() if s.op == "crops.write"]
+    roots = [ctx.cfg.file_uri(s.params.dir) for s in ctx.cfg.stages.values() if s.op in ARTIFACT_OPS]
     if not roots:
         return
     if ctx.lake.catalog:
         print("artifacts: not swept on a Unity Catalog lake (table versions are read by path)")
         return
-    pairs = [(ctx.lake.location(t), "crop_uri") for t in tables if "crop_uri" in ctx.lake.read(t).columns]
+    pairs = [(ctx.lake.location(t), c) for t in tables for c in ARTIFACT_COLUMNS if c in ctx.lake.read(t).columns]
     refs = referenced_by(pairs, retain_hours, storage_options(ctx.lake.root))
     for root in roots:
         print(f"artifacts: {len(sweep(root, refs, retain_hours, dry_run=False))} unreferenced files swept in {root}")

@@ -173,6 +173,11 @@ def test_maintain_compacts_and_vacuums_without_changing_data(lake_run, capsys) -
     before = sorted(r["clip_id"] for r in rows(ctx, "SELECT clip_id FROM silver_faces"))
     assert before_files >= 2  # one file per chunk commit at least
     common = ["--config", str(ctx.cfg.path), "--lake", ctx.cfg.lake]
+    orphan = Path(ctx.cfg.file_uri("restored")) / "gone_clip" / "0123.mp4"  # a restored file no table references
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"x")
+    published = [r["crop_uri"] for r in rows(ctx, "SELECT crop_uri FROM gold_clips")]
+    assert any("/restored/" in u for u in published)  # gold publishes restored crops too
     assert main(["maintain", *common, "--retain-hours", "0"]) == 2  # under 168 h needs --force
     assert "--force" in capsys.readouterr().err
     assert main(["maintain", *common, "--retain-hours", "0", "--force"]) == 0
@@ -181,3 +186,4 @@ def test_maintain_compacts_and_vacuums_without_changing_data(lake_run, capsys) -
     assert sorted(r["clip_id"] for r in rows(ctx, "SELECT clip_id FROM silver_faces")) == before
     assert len(list(Path(path).glob("*.parquet"))) == 1  # vacuum removed the compacted-away files
     assert ctx.lake.history("silver.faces", 1)[0]["operation"] in ("VACUUM END", "OPTIMIZE")
+    assert not orphan.exists() and all(Path(u).is_file() for u in published)  # swept; what gold publishes stays
