@@ -28,8 +28,10 @@ def base_doc() -> dict:
 def test_repo_pipeline_loads_in_dependency_order() -> None:
     cfg = load_config(REPO / "pipeline.yml")
     order = [s.name for s in cfg.ordered()]
-    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "embed", "av", "identities", "caption", "gold"]
-    assert cfg.stages["gold"].inputs[0] == "silver.clips" and len(cfg.stages["gold"].inputs) == 8
+    assert order == ["ingest", "probe", "split", "faces", "quality", "crops", "restore", "embed", "av", "identities",
+                     "caption", "gold", "review_tasks"]
+    assert cfg.stages["gold"].inputs[0] == "silver.clips" and len(cfg.stages["gold"].inputs) == 9
+    assert cfg.stages["gold"].params.side_inputs == ("review.verdicts",)
     assert Path(cfg.stages["gold"].params.expectations_path).is_dir()
     assert cfg.stages["faces"].params.sample_fps == 2.0
     assert cfg.stages["split"].params.min_clip_s == 2.0

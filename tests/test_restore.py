@@ -206,7 +206,9 @@ def restored_rows(ctx) -> list[dict]:
 
 def test_enhance_restores_the_soft_gold_clips_end_to_end_and_a_rerun_does_nothing(
         full_run, gold_crops, tmp_path: Path) -> None:
-    ctx = restore_context(full_run, tmp_path, {})  # the defaults: enhance, sharpness_face <= 100
+    # the defaults (enhance, sharpness_face <= 100) into a folder of this copy: a new `dir` re-runs every row
+    # (full_run ran the declared stage into the shared lake's own folder)
+    ctx = restore_context(full_run, tmp_path, {"dir": "restored_copy"})
     report = {r.stage: r for r in run_pipeline(ctx, names=["restore"], log=lambda m: None)}["restore"]
     out = {r["clip_id"]: r for r in restored_rows(ctx)}
     assert report.errors == 0 and not any(r["error"] for r in out.values())
@@ -221,7 +223,7 @@ def test_enhance_restores_the_soft_gold_clips_end_to_end_and_a_rerun_does_nothin
         if clip_id not in soft:
             assert row["restored_uri"] is None and row["restore_reason"].startswith("not selected: sharpness_face")
             continue
-        assert row["restored_uri"].startswith(str(tmp_path / "lake" / "restored" / clip_id) + "/")
+        assert row["restored_uri"].startswith(str(tmp_path / "lake" / "restored_copy" / clip_id) + "/")
         check_restored_file(row["restored_uri"], crop)
         assert row["restore_reason"].startswith("selected: sharpness_face") and row["restore_arch"] == "bilateral+unsharp"
         assert json.loads(row["restore_params"])["sharpen"] == 0.6 and row["restore_weights_hash"] is None
@@ -233,17 +235,18 @@ def test_enhance_restores_the_soft_gold_clips_end_to_end_and_a_rerun_does_nothin
     assert rows(ctx, "SELECT count(*) AS n FROM silver_restored WHERE restored")[0]["n"] == \
         sum(r["restored"] for r in out.values())
 
-    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored").rglob("*") if p.is_file()}
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored_copy").rglob("*") if p.is_file()}
     again = {r.stage: r for r in run_pipeline(ctx, names=["restore"], log=lambda m: None)}["restore"]
     assert again.pending == 0 and again.commits == 0 and again.rows == report.rows
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored").rglob("*") if p.is_file()} == files
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored_copy").rglob("*") if p.is_file()} == files
 
     # score, then decide: a new eye_level re-runs the rows but re-restores nothing
-    strict = make_context(ctx.engine, restore_config(tmp_path, tmp_path / "lake", {"eye_level": 0.01}),
+    strict = make_context(ctx.engine, restore_config(tmp_path, tmp_path / "lake", {"eye_level": 0.01,
+                                                                                        "dir": "restored_copy"}),
                           [s.uri for s in ctx.cfg.sources])
     third = {r.stage: r for r in run_pipeline(strict, names=["restore"], log=lambda m: None)}["restore"]
     assert third.pending == len(out)
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored").rglob("*") if p.is_file()} == files
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "lake" / "restored_copy").rglob("*") if p.is_file()} == files
     flagged = {r["clip_id"]: r for r in restored_rows(strict)}
     for clip_id in soft:
         assert flagged[clip_id]["eye_flagged"] is True and flagged[clip_id]["eye_score"] == out[clip_id]["eye_score"]
@@ -287,3 +290,23 @@ def test_gfpgan_and_codeformer_restore_every_gold_clip_on_cuda(full_run, gold_cr
         frames = sum(out[c]["frames_total"] for c in crops)
         seconds = sum(out[c]["restore_ms"] for c in crops) / 1000.0
         print(f"{arch} on cuda: {frames} frames in {seconds:.1f} s of row time = {frames / seconds:.1f} frames/s")
+
+
+def test_hostile_crops_become_error_rows_and_the_rest_of_the_batch_completes(gold_crops, hostile_videos,
+                                                                             tmp_path: Path) -> None:
+    """Zero-byte, text and truncated files in place of a crop: error rows on their own clip (the batch
+    op's row-by-row retry); a one-frame file is a correct row (its frame has no face where the track
+    says: passed through, counted); a real gold crop in the same batch is restored."""
+    spec = load_config(restore_config(tmp_path, tmp_path / "lake", {"select": "all"})).stages["restore"]
+    op = RestoreFaces()
+    op.root = str(tmp_path / "restored")
+    good = gold_crops[0]
+    records = [{**good, "clip_id": name, "crop_uri": str(hostile_videos[name])}
+               for name in ("zero", "text", "truncated", "one_frame")] + [good]
+    out = op.row_fn(spec)(records)
+    assert [ok for ok, _ in out] == [False, False, False, True, True], out
+    assert [e.category for _, e in out[:3]] == ["decode"] * 3  # quarantined as restore.decode, not a crash
+    one = out[3][1]
+    assert one["frames_total"] == 1 and one["frames_aligned"] == 0, one
+    restored = out[-1][1]
+    assert restored["restored"] is True and Path(restored["restored_uri"]).is_file()

@@ -158,7 +158,12 @@ def test_review_page_in_chromium(full_run, tmp_path) -> None:
             proc, url = _serve(config, "alice", log, port)
             procs.append(proc)
             page.reload()
-            assert _task(page) == third  # served again, to the same browser
+            served, seen = _task(page), []
+            while served and served != third and len(seen) < len(tasks):  # skips live in a server's memory:
+                seen.append(served)                                       # the restarted one starts over
+                page.keyboard.press("s")
+                served = _task(page, served)
+            assert served == third, seen  # the killed task is served again (its lease is free, no verdict)
 
             # a second reviewer, on a second server, at the same time
             proc_b, url_b = _serve(config, "bob", log)

@@ -8,8 +8,10 @@ a row becomes that row's ``error`` (``facevid.udfs.errors``), never a failed tas
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from facevid.udfs.errors import StageError, error_text
@@ -29,6 +31,17 @@ RowFn = Callable[[dict[str, Any]], "dict[str, Any] | list[dict[str, Any]]"]
 
 
 _cache = threading.local()
+
+
+def file_version(path: str | os.PathLike[str] | None, default: Path, what: str) -> tuple[str, int, int]:
+    """``(resolved path, mtime_ns, size)`` of ``path`` (default: ``default``): the key of a loader
+    cached per file version; a ``ValueError`` naming ``what`` when it cannot be read."""
+    p = Path(path) if path is not None else default
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read {what} ({exc.strerror})") from None
+    return str(p.resolve()), st.st_mtime_ns, st.st_size
 
 
 def cached_model(key: tuple, factory: Callable[[], Any]) -> Any:

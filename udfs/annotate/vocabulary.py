@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import yaml
 
 from facevid.udfs.annotate.terms import term_key
+from facevid.udfs.base import file_version
 
 ATTRIBUTES = ("ethnicity", "appearance", "lighting", "action", "emotion")
 DEFAULT_PATH = Path(__file__).with_name("data") / "vocabulary.yml"
@@ -105,12 +106,7 @@ class Vocabulary:
 def load_vocabulary(path: str | os.PathLike[str] | None = None) -> Vocabulary:
     """The vocabulary in ``path`` (default: the packaged ``data/vocabulary.yml``), validated;
     cached per file and modification time."""
-    p = Path(path) if path is not None else DEFAULT_PATH
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot read the vocabulary ({exc.strerror})") from None
-    return _load(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    return _load(*file_version(path, DEFAULT_PATH, "the vocabulary"))
 
 
 @lru_cache(maxsize=8)

@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from facevid.udfs.base import file_version
+
 DEFAULT_PATH = Path(__file__).with_name("data") / "iso2859_1.yml"
 LEVELS = ("S-1", "S-2", "S-3", "S-4", "I", "II", "III")
 INSPECTIONS = ("normal", "tightened")
@@ -74,12 +76,7 @@ class Plan:
 def load_tables(path: str | os.PathLike[str] | None = None) -> Tables:
     """The tables in ``path`` (default: the packaged ``data/iso2859_1.yml``), validated; cached per
     file and modification time."""
-    p = Path(path) if path is not None else DEFAULT_PATH
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot read the sampling tables ({exc.strerror})") from None
-    return _load(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    return _load(*file_version(path, DEFAULT_PATH, "the sampling tables"))
 
 
 @lru_cache(maxsize=4)
