@@ -226,10 +226,9 @@ class SelectGold(TableOp):
 
     def _vocabulary(self, ctx: Any) -> Any:
         """The vocabulary the captions were made with."""
-        from facevid.udfs.annotate.vocabulary import load_vocabulary
+        from facevid.jobs.gate import caption_vocabulary
 
-        captions = ctx.cfg.producer("silver.captions")
-        return load_vocabulary(getattr(captions.params, "vocabulary_path", None) if captions else None)
+        return caption_vocabulary(ctx.cfg)
 
     def _many(self, ctx: Any) -> set[str]:
         """The list-valued attributes."""
