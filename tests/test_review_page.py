@@ -139,6 +139,18 @@ def test_review_page_in_chromium(full_run, tmp_path) -> None:
                                  f"WHERE clip_id = '{clip}'")
             assert set(gold["appearance"]) == model ^ {"Eyeglasses"} and "appearance" in gold["reviewed_fields"]
             assert json.loads(gold["model_annotations"])["appearance"] == json.loads(static["appearance"]["model_value"])
+            from test_annotations_e2e import readme_sql
+
+            published, changed, per_reviewer = (sql_rows(mine, q) for q in readme_sql("review-sql"))  # as written
+            gold_rows = sql_rows(mine, "SELECT restoration, eye_score FROM gold_clips")
+            assert {r["restoration"]: r["clips"] for r in published} == {
+                k: sum(g["restoration"] == k for g in gold_rows) for k in {g["restoration"] for g in gold_rows}}
+            assert any(r["restoration"] == "restored" for r in published)  # enhance restored the soft gold clips
+            reviewed = {r["clip_id"]: r for r in changed}  # accepted fields count as reviewed too
+            assert set(reviewed) == {clip, done["dynamic"].split(":", 1)[1]}
+            assert "appearance" in reviewed[clip]["reviewed_fields"] and reviewed[clip]["model_annotations"]
+            assert {(r["reviewer"], r["kind"], r["verdict"]): r["fields"] for r in per_reviewer} == {
+                ("alice", "static", "accept"): 3, ("alice", "static", "correct"): 1, ("alice", "dynamic", "accept"): 2}
             report = subprocess.run([sys.executable, "-m", "facevid.jobs.cli", "review", "--report", "--config",
                                      str(config)], cwd=REPO, capture_output=True, text=True, timeout=300)
             assert report.returncode == 0, report.stderr
