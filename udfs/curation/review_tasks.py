@@ -16,7 +16,6 @@ one kind published on one day; ``in_sample`` marks the batch's ISO 2859-1 sample
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facevid.udfs.annotate.frames import frame_plan
 from facevid.udfs.base import validate
 from facevid.udfs.curation.occlusion import OcclusionParams
 from facevid.udfs.curation.review_schema import AGE_GROUPS, KINDS, RESTORATION_FIELD, TASK_COLUMNS, age_group
@@ -95,19 +95,12 @@ def model_values(row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return out
 
 
-def _rng(seed: int, clip_id: str) -> np.random.Generator:
-    digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
 def dynamic_frames(n_frames: int, k: int, seed: int, clip_id: str) -> list[int]:
-    """``k`` sorted random frame numbers in ``[0, n_frames)``, no two consecutive, the same for the
-    same seed and clip (fewer when the clip is too short to hold ``k`` with gaps)."""
-    n = max(int(n_frames), 1)
-    k = min(k, (n + 1) // 2)
-    # choose k values among n - k + 1 slots, then spread: x_i + i leaves a gap after each pick
-    slots = sorted(_rng(seed, clip_id).choice(n - k + 1, size=k, replace=False).tolist())
-    return [int(s + i) for i, s in enumerate(slots)]
+    """``k`` sorted random frame numbers, no two consecutive, the same for the same seed and clip:
+    the random frames of the captioner's plan (``facevid.udfs.annotate.frames.frame_plan``, keyed by
+    the clip), so they never include the first frame the static task shows; a clip too short for
+    ``k`` gets fewer, and one of under 3 frames its first frame."""
+    return frame_plan(max(int(n_frames), 1), k, seed, clip_id)[1:] or [0]
 
 
 def age_flags(age: Any, minor_age: float, margin: float) -> list[str]:
