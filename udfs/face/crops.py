@@ -17,7 +17,6 @@ files are removed by ``facevid.udfs.media.artifacts.sweep`` only.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -28,14 +27,7 @@ import av
 import numpy as np
 
 from facevid.udfs.base import StageError, validate
-from facevid.udfs.media.artifacts import (
-    content_digest,
-    publish,
-    published_size,
-    read_marker,
-    temp_for,
-    write_marker,
-)
+from facevid.udfs.media.artifacts import content_digest, produce
 from facevid.udfs.media.encode import X264_PRESETS, encode_crop
 from facevid.udfs.media.storage import local_path
 
@@ -167,19 +159,7 @@ def crops_row(row: dict[str, Any], params: CropParams, root: str) -> dict[str, A
     leaves every published file as it was."""
     box = plan_crop(row, params)
     uri = crop_uri(root, str(row["clip_id"]), crop_digest(row, params, box))
-    done = read_marker(uri)
-    if done is not None and set(CROPS_COLUMNS) <= set(done):
-        return {**{k: done[k] for k in CROPS_COLUMNS}, "crop_uri": uri}
-    tmp = temp_for(uri, folder=root)  # in the root: a failed attempt leaves no folder behind
-    try:
-        out = {"crop_uri": uri, **_encode(row, params, box, tmp)}
-        existing = published_size(uri)
-        if existing:  # published by an attempt that stopped before its marker: keep those bytes
-            out["crop_bytes"] = existing
-        else:
-            publish(tmp, uri)
-        write_marker(uri, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return out
+    # in the root: a failed attempt leaves no folder behind
+    values, _ = produce(uri, root, CROPS_COLUMNS, lambda tmp: {"crop_uri": uri, **_encode(row, params, box, tmp)},
+                        "crop_bytes")
+    return {**values, "crop_uri": uri}

@@ -6,7 +6,7 @@ is encoded into a temporary file and published in one step (``os.replace`` in th
 folder, or one S3 upload, which appears whole or not at all); a failing attempt removes only its
 own temporary file and never deletes or overwrites a published one. A small JSON marker
 ``<name>.json`` written after the publish records what the file holds, so a re-run can skip the
-work.
+work. ``produce`` is that sequence for a stage's row (the crops and the restored crops use it).
 
 Files are deleted only by ``sweep``: files under the root older than the retention that no
 version of the referencing tables within the retention points at (``referenced_uris``).
@@ -22,7 +22,7 @@ import posixpath
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,31 @@ def write_marker(uri: str, data: dict[str, Any]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def produce(uri: str, folder: str, columns: Iterable[str], make: Callable[[str], dict[str, Any]],
+            size_column: str) -> tuple[dict[str, Any], bool]:
+    """The artifact at ``uri`` and its row values, made at most once: ``(values, True)`` from its
+    marker when a complete one exists (every name in ``columns``); else ``make(tmp)`` writes the
+    bytes into a temporary file in ``folder`` (on the target's filesystem) and returns the values,
+    the file is published (unless an attempt that stopped before its marker already did: its bytes
+    are kept), ``size_column`` set to the published size, the marker written: ``(values, False)``.
+    A failing ``make`` removes only its temporary file; no published file is touched."""
+    done = read_marker(uri)
+    if done is not None and set(columns) <= set(done):
+        return {k: done[k] for k in columns}, True
+    tmp = temp_for(uri, folder=folder)
+    try:
+        out = make(tmp)
+        existing = published_size(uri)
+        out[size_column] = existing or os.path.getsize(tmp)
+        if not existing:
+            publish(tmp, uri)
+        write_marker(uri, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return out, False
 
 
 # ---- sweeping ------------------------------------------------------------------------------------

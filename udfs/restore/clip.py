@@ -26,9 +26,7 @@ on the first aligned frame and ``eye_frames`` seeded random ones.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,14 +39,7 @@ import numpy as np
 from facevid.udfs.annotate.frames import frame_plan
 from facevid.udfs.base import StageError
 from facevid.udfs.curation.quality_measures import box_roi, face_sharpness
-from facevid.udfs.media.artifacts import (
-    content_digest,
-    publish,
-    published_size,
-    read_marker,
-    temp_for,
-    write_marker,
-)
+from facevid.udfs.media.artifacts import content_digest, produce
 from facevid.udfs.media.encode import transcode
 from facevid.udfs.media.storage import local_path
 from facevid.udfs.restore.align import paste_back, similarity, template, warp_face
@@ -218,26 +209,21 @@ def restore_clip(item: Prepared, restorer: Any, params: RestoreParams, root: str
                              "params": spec, "landmarks": landmarks_hash(params.landmarks_path),
                              "screen": [params.eye_frames, params.seed]})  # the marker's measures too
     uri = restored_uri(root, clip_id, digest)
-    done = read_marker(uri)
-    if done is not None and set(RESTORED_COLUMNS) <= set(done):
-        return {**{k: done[k] for k in RESTORED_COLUMNS}, **flag_eyes(done, params.eye_level),
-                "restore_reason": item.reason, "restore_ms": (time.perf_counter() - item.t0) * 1000.0}
-    work = _Work(faces, restorer, params, eye_frames(faces, params.eye_frames, params.seed, clip_id))
-    tmp = temp_for(uri, folder=root)  # in the root: a failed attempt leaves no folder behind
-    try:
+
+    def make(tmp: str) -> dict[str, Any]:
+        work = _Work(faces, restorer, params, eye_frames(faces, params.eye_frames, params.seed, clip_id))
         with local_path(str(row["crop_uri"])) as path:
             enc = transcode(path, tmp, work.process, params.frame_batch, params.crf, params.preset, params.audio_kbps)
         if enc["n_frames"] != faces.n:
             raise StageError("decode", f"{enc['n_frames']} frames re-encoded, {faces.n} seen by the landmark pass")
-        out = {"restored": True, "restored_uri": uri, "restore_backend": params.backend, "restore_arch": restorer.arch,
-               "restore_weights_hash": restorer.weights_hash, "restore_params": json.dumps(spec, sort_keys=True),
-               "restore_reason": item.reason, "frames_total": faces.n, "frames_aligned": len(faces.usable),
-               **work.columns(), "restore_bytes": published_size(uri) or os.path.getsize(tmp)}
-        if not published_size(uri):  # else published by an attempt that stopped before its marker: keep it
-            publish(tmp, uri)
-        out["restore_ms"] = (time.perf_counter() - item.t0) * 1000.0
-        write_marker(uri, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        return {"restored": True, "restored_uri": uri, "restore_backend": params.backend, "restore_arch": restorer.arch,
+                "restore_weights_hash": restorer.weights_hash, "restore_params": json.dumps(spec, sort_keys=True),
+                "restore_reason": item.reason, "frames_total": faces.n, "frames_aligned": len(faces.usable),
+                **work.columns(), "restore_ms": (time.perf_counter() - item.t0) * 1000.0}
+
+    # the temporary file in the root: a failed attempt leaves no folder behind
+    out, reused = produce(uri, root, RESTORED_COLUMNS, make, "restore_bytes")
+    if reused:  # the marker's measures, this run's flag level, reason and time
+        out |= {**flag_eyes(out, params.eye_level), "restore_reason": item.reason,
+                "restore_ms": (time.perf_counter() - item.t0) * 1000.0}
     return out
