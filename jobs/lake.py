@@ -85,7 +85,8 @@ class Lake:
             return f"{self.catalog}.{view_name(table)}"
         return f"delta.`{self.location(table)}`"
 
-    def _delta_path(self, table: str) -> str:
+    def delta_path(self, table: str) -> str:
+        """The path delta-rs opens for ``table`` (``s3://`` for ``s3a://``, ``/dbfs/`` for ``dbfs:/``)."""
         path = self.location(table)
         return path.replace("s3a://", "s3://").replace("dbfs:/", "/dbfs/")
 
@@ -95,7 +96,7 @@ class Lake:
             return bool(self.spark.catalog.tableExists(f"{self.catalog}.{view_name(table)}"))
         from deltalake import DeltaTable
 
-        path = self._delta_path(table)
+        path = self.delta_path(table)
         return DeltaTable.is_deltatable(path, storage_options=storage_options(path))
 
     def read(self, table: str, version: int | None = None) -> Any:
@@ -126,7 +127,7 @@ class Lake:
     def _dt(self, table: str) -> Any:
         from deltalake import DeltaTable
 
-        path = self._delta_path(table)
+        path = self.delta_path(table)
         return DeltaTable(path, storage_options=storage_options(path))
 
     # -- writes (each call is one atomic Delta commit) --------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from facevid.jobs.lake import storage_options
+from facevid.jobs.lake import Lake, storage_options
 
 TABLE = "meta.evaluations"
 SCHEMA = pa.schema([
@@ -65,7 +65,7 @@ def append(lake: str, files_root: str, rows: pa.Table, run_id: str, wait_s: floa
 
     from facevid.jobs.lease import Lease, lease_store
 
-    path = f"{lake.rstrip('/')}/meta/evaluations".replace("s3a://", "s3://")
+    path = Lake(None, lake).delta_path(TABLE)
     with Lease(lease_store(files_root), "meta_evaluations", run_id, command="evaluate") as lease:
         lease.acquire(wait_s)
         write_deltalake(path, rows, mode="append", schema_mode="merge", storage_options=storage_options(path))

@@ -30,7 +30,7 @@ def table_path(lake: str, table: str) -> str:
     if lake.startswith("uc:"):
         raise ConfigError(f"facevid review works on a path lake (a directory or s3://), not {lake}: the page is a "
                           "local tool; pass --lake with the lake's storage path")
-    return Lake(None, lake).location(table).replace("s3a://", "s3://").replace("dbfs:/", "/dbfs/")
+    return Lake(None, lake).delta_path(table)
 
 
 class _Table:
